@@ -1,12 +1,8 @@
 package modules
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"strings"
 )
 
@@ -129,19 +125,13 @@ func CheckerFor[S any](k Validator[S]) SpecChecker {
 	}
 }
 
-// DecodeSpec decodes a JSON spec strictly: unknown fields and trailing data
-// are errors.
+// DecodeSpec decodes a JSON spec strictly: an unknown field, a field name
+// in the wrong case, a key given twice, nesting deeper than 64 levels and
+// trailing data are all errors.
 func DecodeSpec[S any](spec []byte) (S, error) {
 	var want S
-	dec := json.NewDecoder(bytes.NewReader(spec))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&want); err != nil {
-		return want, fmt.Errorf("decode spec: %w", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return want, errors.New("decode spec: trailing data after the spec")
-	}
-	return want, nil
+	err := decodeStrict(spec, &want)
+	return want, err
 }
 
 // FieldErrors collects validation problems, each with the path of the field

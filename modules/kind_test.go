@@ -1,6 +1,7 @@
 package modules_test
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -38,6 +39,10 @@ func TestCheckerFor(t *testing.T) {
 		{`{"text":"Bienvenue"} {"text":"again"}`, "trailing data"},
 		{`{"text":1}`, "cannot unmarshal number"},
 		{`{"text":"","lines":-2}`, "motd: text: must not be empty\nlines: must be 0 or more, not -2"},
+		{`{"Text":"Bienvenue"}`, `Text: unknown field "Text" (field names are case-sensitive: did you mean "text"?)`},
+		{`{"text":"Bienvenue","text":"Au revoir"}`, "text: given twice"},
+		{`{"text":"a","lines":1,"lines":2}`, "lines: given twice"},
+		{strings.Repeat("[", 70) + strings.Repeat("]", 70), "nested more than 64 levels"},
 	}
 	for _, tt := range tests {
 		err := check([]byte(tt.spec))
@@ -81,4 +86,26 @@ func TestPlanAndResult(t *testing.T) {
 	if !r.Failed() {
 		t.Error("a result with a failed change is failed")
 	}
+}
+
+// FuzzDecodeSpec: decoding never panics, and what it accepts re-encodes
+// to a spec it accepts again, equal.
+func FuzzDecodeSpec(f *testing.F) {
+	for _, seed := range []string{`{"text":"Bienvenue","lines":2}`, `{"Text":"x"}`, `{"text":"a","text":"b"}`, `[]`, `{"text":{"a":[1,2,{"b":null}]}}`} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := modules.DecodeSpec[motd](data)
+		if err != nil {
+			return
+		}
+		again, err := json.Marshal(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := modules.DecodeSpec[motd](again)
+		if err != nil || back != got {
+			t.Fatalf("re-decode of %s = %+v, %v; want %+v", again, back, err, got)
+		}
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -21,6 +22,8 @@ var parts = map[string]func() error{
 	"slapd":       needAll(needBinary("slapd"), needBinary("slapadd"), needFile(schemaDir+"/core.schema"), needFile(sambaSchema)),
 	"ldap-utils":  needAll(needBinary("ldapsearch"), needBinary("ldapadd")),
 	"smbd":        needAll(needRoot, needBinary("smbd"), needBinary("smbpasswd"), needBinary("smbcontrol"), needNSSWrapper),
+	"samba-vfs":   needGlob("/usr/lib/*/samba/vfs/recycle.so", "samba-vfs-modules"),
+	"acl":         needAll(needBinary("getfacl"), needBinary("setfacl")),
 	"testparm":    needBinary("testparm"),
 	"smbclient":   needBinary("smbclient"),
 	"postgres":    needAll(needRoot, needBinary("runuser"), needFile(pgBinDir+"/initdb"), needFile(pgBinDir+"/pg_ctl"), needUser("postgres")),
@@ -30,8 +33,8 @@ var parts = map[string]func() error{
 // Require checks that every named part is present on this machine. When one
 // is missing the test is skipped, or fails under ALIZE_SYSTEST=1.
 //
-// Parts: root, netns, nft, slapd, ldap-utils, smbd, testparm, smbclient,
-// postgres, dbus-daemon. An unknown name is a bug in the test and always
+// Parts: root, netns, nft, slapd, ldap-utils, smbd, samba-vfs, acl,
+// testparm, smbclient, postgres, dbus-daemon. An unknown name is a bug in the test and always
 // fails.
 func Require(t testing.TB, names ...string) {
 	t.Helper()
@@ -86,6 +89,15 @@ func needFile(path string) func() error {
 	return func() error {
 		if _, err := os.Stat(path); err != nil {
 			return fmt.Errorf("no %s", path)
+		}
+		return nil
+	}
+}
+
+func needGlob(pattern, pkg string) func() error {
+	return func() error {
+		if m, _ := filepath.Glob(pattern); len(m) == 0 {
+			return fmt.Errorf("no %s (Debian package %s)", pattern, pkg)
 		}
 		return nil
 	}

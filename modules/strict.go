@@ -1,0 +1,177 @@
+package modules
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"strings"
+)
+
+// maxSpecDepth bounds the nesting of a spec: no kind needs more.
+const maxSpecDepth = 64
+
+var (
+	unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+)
+
+// checkKeys walks a JSON document against the Go type it will be decoded
+// into, and refuses what encoding/json would quietly accept: an object key
+// that matches a field only when case is ignored ("Write" for "write"), a
+// key given twice, nesting deeper than maxSpecDepth. Values whose type
+// decodes itself (json.Unmarshaler) are checked for duplicates only.
+func checkKeys(data []byte, t reflect.Type) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	return walkValue(dec, t, "", 0)
+}
+
+func walkValue(dec *json.Decoder, t reflect.Type, path string, depth int) error {
+	if depth > maxSpecDepth {
+		return fmt.Errorf("%s: nested more than %d levels", orRoot(path), maxSpecDepth)
+	}
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t != nil && (reflect.PointerTo(t).Implements(unmarshalerType) || t.Implements(unmarshalerType)) {
+		t = nil // the type reads its own JSON: only duplicates are checked below
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	delim, ok := tok.(json.Delim)
+	if !ok {
+		return nil // a scalar: encoding/json checks its type
+	}
+	switch delim {
+	case '[':
+		var elem reflect.Type
+		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+			elem = t.Elem()
+		}
+		for i := 0; dec.More(); i++ {
+			if err := walkValue(dec, elem, fmt.Sprintf("%s[%d]", path, i), depth+1); err != nil {
+				return err
+			}
+		}
+	case '{':
+		var fields map[string]reflect.Type
+		var elem reflect.Type
+		if t != nil {
+			switch t.Kind() {
+			case reflect.Struct:
+				fields = jsonFields(t)
+			case reflect.Map:
+				elem = t.Elem()
+			}
+		}
+		seen := map[string]bool{}
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				return err
+			}
+			key := tok.(string)
+			at := joinPath(path, key)
+			if seen[key] {
+				return fmt.Errorf("%s: given twice", at)
+			}
+			seen[key] = true
+			next := elem
+			if fields != nil {
+				ft, ok := fields[key]
+				if !ok {
+					return unknownField(at, key, fields)
+				}
+				next = ft
+			}
+			if err := walkValue(dec, next, at, depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	_, err = dec.Token() // the closing delimiter
+	return err
+}
+
+func unknownField(at, key string, fields map[string]reflect.Type) error {
+	for name := range fields {
+		if strings.EqualFold(name, key) {
+			return fmt.Errorf("%s: unknown field %q (field names are case-sensitive: did you mean %q?)", at, key, name)
+		}
+	}
+	return fmt.Errorf("%s: unknown field %q", at, key)
+}
+
+// jsonFields maps the JSON names of a struct's fields to their types, as
+// encoding/json sees them: tag names, embedded structs inlined.
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		if f.Anonymous && name == "" {
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				for n, typ := range jsonFields(ft) {
+					if _, ok := out[n]; !ok {
+						out[n] = typ
+					}
+				}
+				continue
+			}
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		out[name] = f.Type
+	}
+	return out
+}
+
+func joinPath(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func orRoot(path string) string {
+	if path == "" {
+		return "spec"
+	}
+	return path
+}
+
+// errTrailing is returned for data after the spec's one JSON value.
+var errTrailing = errors.New("decode spec: trailing data after the spec")
+
+// decodeStrict decodes data into v, strictly: exact field names, no
+// unknown field, no duplicate key, one value only.
+func decodeStrict(data []byte, v any) error {
+	if err := checkKeys(data, reflect.TypeOf(v)); err != nil {
+		return fmt.Errorf("decode spec: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("decode spec: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errTrailing
+	}
+	return nil
+}
