@@ -201,7 +201,7 @@ func TestRosterChanges(t *testing.T) {
 		checkAttr(t, leaver, e, "shadowexpire", day)
 		checkAttr(t, leaver, e, "loginshell", LeaverShell)
 		checkAttr(t, leaver, e, "sambaacctflags", "[DU         ]")
-		checkAttr(t, leaver, e, "homedirectory", "/home/"+leaver[:1]+"/"+leaver)
+		checkAttr(t, leaver, e, "homedirectory", "/home/"+leaver)
 		if len(e["userpassword"]) != 1 {
 			t.Errorf("leaver %s lost its password hash", leaver)
 		}

@@ -256,7 +256,7 @@ func diff(s Spec, l layout, h *have, w *want, now time.Time) (*planState, []modu
 			ldap.Attribute{Type: "labeledURI", Vals: []string{Marker}},
 			ldap.Attribute{Type: "uidNumber", Vals: []string{strconv.FormatInt(uid, 10)}},
 			ldap.Attribute{Type: "gidNumber", Vals: []string{strconv.FormatInt(roleGID, 10)}},
-			ldap.Attribute{Type: "homeDirectory", Vals: []string{s.Posix.HomeRoot + "/" + login[:1] + "/" + login}},
+			ldap.Attribute{Type: "homeDirectory", Vals: []string{s.Posix.HomeRoot + "/" + login}},
 			ldap.Attribute{Type: "loginShell", Vals: []string{s.Posix.Shell}},
 		)
 		if s.Samba != nil {

@@ -110,7 +110,7 @@ const (
 
 // Posix is the Unix side of the accounts.
 type Posix struct {
-	HomeRoot string `json:"home_root,omitempty"` // default "/home": homes are <home_root>/<initial>/<login>, as Scribe
+	HomeRoot string `json:"home_root,omitempty"` // default "/home": homes are <home_root>/<login>, where the shares kind makes them
 	Shell    string `json:"shell,omitempty"`     // default "/bin/false"; leavers get /usr/sbin/nologin
 }
 
