@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/alize-eple/alize/controller/internal/server"
+	"github.com/alize-eple/alize/controller/internal/store"
+	"github.com/spf13/cobra"
+)
+
+func serveCommand(stderr io.Writer) *cobra.Command {
+	settings := server.DefaultSettings()
+	var (
+		stateDir, keysDir, listen, database, logLevel string
+		names                                         []string
+		manifestTTL                                   time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the controller: the HTTPS API for agents and operators",
+		Long: `Run the controller. At first start it makes its CA (STATE/ca, keys 0600), its
+TLS certificate for the --name given, and the first fleet admin's token
+(STATE/initial-admin.token). The keys directory must hold the root chain
+(root-N.json) and the director key made by "keys init".
+
+The database is SQLite (STATE/controller.db) unless --database (or
+$ALIZE_DATABASE) gives a PostgreSQL URL, for several replicas.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+			if database == "" {
+				database = os.Getenv("ALIZE_DATABASE")
+			}
+			st, err := openStore(ctx, stateDir, database)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			if len(names) == 0 {
+				host, err := os.Hostname()
+				if err != nil {
+					return err
+				}
+				names = []string{host, "localhost", "127.0.0.1"}
+			}
+			checkers, err := kindCheckers()
+			if err != nil {
+				return err
+			}
+			ctl, err := server.New(ctx, server.Config{
+				StateDir: stateDir, KeysDir: keysDir, Names: names, Store: st, Checkers: checkers,
+				Settings: settings, ManifestTTL: manifestTTL, Log: log,
+			})
+			if err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return err
+			}
+			return ctl.Serve(ctx, ln)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&stateDir, "state-dir", defaultStateDir, "state directory: CA, secrets key, SQLite database")
+	f.StringVar(&keysDir, "keys-dir", "", "keys directory: root chain and director key (default STATE/keys)")
+	f.StringVar(&listen, "listen", defaultListen, "address to serve HTTPS on")
+	f.StringSliceVar(&names, "name", nil, "DNS name or address agents reach the controller by (repeat; default: the host name, localhost)")
+	f.StringVar(&database, "database", "", "\"sqlite\" or a postgres:// URL (default $ALIZE_DATABASE, else sqlite)")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.DurationVar(&settings.PollInterval, "poll-interval", settings.PollInterval, "how often agents poll")
+	f.DurationVar(&settings.ClientCertLifetime, "cert-lifetime", settings.ClientCertLifetime, "lifetime of agents' client certificates")
+	f.DurationVar(&settings.RenewGrace, "renew-grace", settings.RenewGrace, "how long after its end an agent may renew its certificate by proof of possession")
+	f.DurationVar(&manifestTTL, "manifest-ttl", 14*24*time.Hour, "lifetime of a signed manifest (re-signed at half of it)")
+	return cmd
+}
+
+// openStore opens SQLite in the state directory, or PostgreSQL.
+func openStore(ctx context.Context, stateDir, database string) (store.Store, error) {
+	switch {
+	case database == "" || database == "sqlite":
+		return store.OpenSQLite(ctx, filepath.Join(stateDir, "controller.db"))
+	case strings.HasPrefix(database, "postgres://"), strings.HasPrefix(database, "postgresql://"):
+		return store.OpenPostgres(ctx, database)
+	}
+	return nil, fmt.Errorf("--database: %q is neither sqlite nor a postgres:// URL", database)
+}
