@@ -8,6 +8,8 @@ import (
 	"io"
 	"reflect"
 	"strings"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // maxSpecDepth bounds the nesting of a spec: no kind needs more.
@@ -23,12 +25,11 @@ var (
 // key given twice, nesting deeper than maxSpecDepth. Values whose type
 // decodes itself (json.Unmarshaler) are checked for duplicates only.
 func checkKeys(data []byte, t reflect.Type) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
+	dec := jsontext.NewDecoder(bytes.NewReader(data), jsontext.AllowDuplicateNames(true))
 	return walkValue(dec, t, "", 0)
 }
 
-func walkValue(dec *json.Decoder, t reflect.Type, path string, depth int) error {
+func walkValue(dec *jsontext.Decoder, t reflect.Type, path string, depth int) error {
 	if depth > maxSpecDepth {
 		return fmt.Errorf("%s: nested more than %d levels", orRoot(path), maxSpecDepth)
 	}
@@ -38,21 +39,17 @@ func walkValue(dec *json.Decoder, t reflect.Type, path string, depth int) error 
 	if t != nil && (reflect.PointerTo(t).Implements(unmarshalerType) || t.Implements(unmarshalerType)) {
 		t = nil // the type reads its own JSON: only duplicates are checked below
 	}
-	tok, err := dec.Token()
+	tok, err := dec.ReadToken()
 	if err != nil {
 		return err
 	}
-	delim, ok := tok.(json.Delim)
-	if !ok {
-		return nil // a scalar: encoding/json checks its type
-	}
-	switch delim {
+	switch tok.Kind() {
 	case '[':
 		var elem reflect.Type
 		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
 			elem = t.Elem()
 		}
-		for i := 0; dec.More(); i++ {
+		for i := 0; dec.PeekKind() != ']'; i++ {
 			if err := walkValue(dec, elem, fmt.Sprintf("%s[%d]", path, i), depth+1); err != nil {
 				return err
 			}
@@ -69,12 +66,12 @@ func walkValue(dec *json.Decoder, t reflect.Type, path string, depth int) error 
 			}
 		}
 		seen := map[string]bool{}
-		for dec.More() {
-			tok, err := dec.Token()
+		for dec.PeekKind() != '}' {
+			tok, err := dec.ReadToken()
 			if err != nil {
 				return err
 			}
-			key := tok.(string)
+			key := tok.String()
 			at := joinPath(path, key)
 			if seen[key] {
 				return fmt.Errorf("%s: given twice", at)
@@ -92,8 +89,10 @@ func walkValue(dec *json.Decoder, t reflect.Type, path string, depth int) error 
 				return err
 			}
 		}
+	default:
+		return nil // a scalar: encoding/json checks its type
 	}
-	_, err = dec.Token() // the closing delimiter
+	_, err = dec.ReadToken() // the closing delimiter
 	return err
 }
 

@@ -70,7 +70,7 @@ func levelsFor(m *schema.Module) []schema.Level {
 // checkers are the kinds' strict decode and Validate, wired as the
 // controller wires them: every example must compile into a spec its kind
 // accepts.
-func checkers(t *testing.T) map[string]modules.SpecChecker {
+func checkers(t testing.TB) map[string]modules.SpecChecker {
 	t.Helper()
 	fw, err := firewall.New(firewall.Config{Root: "/"})
 	if err != nil {
