@@ -20,6 +20,16 @@ ifneq ($(CMDS),)
 	$(GO) build -trimpath -o bin/ $(addprefix ./,$(CMDS))
 endif
 
+## demo: a simulated school on this machine (root): the academy's controller, a school
+## server (firewall, OpenLDAP, Samba, the alize agent), a pupil's PC; the story told step
+## by step; everything removed at the end. KEEP=1 leaves it running (it says how to stop it).
+.PHONY: demo
+demo: deps
+	mkdir -p bin
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./agent/cmd/alize ./controller/cmd/alize-controller
+	$(GO) build -o bin/alize-demo ./testenv/school/cmd/demo
+	KEEP=$(KEEP) bin/alize-demo --bin bin
+
 ## deps: install the Debian packages the tests run for real (idempotent)
 deps:
 	@testenv/install-deps.sh
@@ -44,3 +54,6 @@ fmt:
 
 clean:
 	rm -rf bin
+
+# Debian packages: make deb, deb-lint, deb-clean (see docs/packaging.md).
+include packaging/deb.mk

@@ -2,6 +2,7 @@ package modules
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -183,3 +184,9 @@ func (es FieldErrors) Unwrap() []error {
 	}
 	return errs
 }
+
+// ErrReverted is matched (errors.Is) by the error of an Apply that
+// applied its changes, then rolled them back because they could not be
+// confirmed (the firewall's commit-confirmed): the system is as before,
+// and the agent reports the run reverted rather than failing.
+var ErrReverted = errors.New("applied, then reverted")

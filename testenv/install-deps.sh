@@ -1,10 +1,11 @@
 #!/bin/sh
 # Installs the Debian packages Alizé's tests and demo run for real:
 # nftables, iproute2, slapd, ldap-utils, samba, samba-vfs-modules, smbclient,
-# libnss-wrapper, acl, dbus, systemd, postgresql. Idempotent and quiet when everything is there.
+# libnss-wrapper, acl, dbus, systemd, postgresql; debhelper and lintian (the
+# Debian packages' test). Idempotent and quiet when everything is there.
 set -eu
 
-PKGS="nftables iproute2 slapd ldap-utils samba samba-vfs-modules smbclient libnss-wrapper acl dbus systemd postgresql"
+PKGS="nftables iproute2 slapd ldap-utils samba samba-vfs-modules smbclient libnss-wrapper acl dbus systemd postgresql debhelper lintian"
 
 missing=""
 for p in $PKGS; do

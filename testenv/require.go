@@ -28,13 +28,15 @@ var parts = map[string]func() error{
 	"smbclient":   needBinary("smbclient"),
 	"postgres":    needAll(needRoot, needBinary("runuser"), needFile(pgBinDir+"/initdb"), needFile(pgBinDir+"/pg_ctl"), needUser("postgres")),
 	"dbus-daemon": needBinary("dbus-daemon"),
+	"debbuild":    needAll(needRoot, needBinary("dpkg-buildpackage"), needBinary("dh"), needBinary("lintian"), needBinary("systemd-analyze"), needBinary("git")),
+	"systemd-ns":  needAll(needRoot, needFile("/lib/systemd/systemd"), needBinary("unshare"), needBinary("nsenter"), needBinary("systemctl")),
 }
 
 // Require checks that every named part is present on this machine. When one
 // is missing the test is skipped, or fails under ALIZE_SYSTEST=1.
 //
 // Parts: root, netns, nft, slapd, ldap-utils, smbd, samba-vfs, acl,
-// testparm, smbclient, postgres, dbus-daemon. An unknown name is a bug in the test and always
+// testparm, smbclient, postgres, dbus-daemon, debbuild, systemd-ns. An unknown name is a bug in the test and always
 // fails.
 func Require(t testing.TB, names ...string) {
 	t.Helper()

@@ -245,8 +245,11 @@ func (e *RevertError) Error() string {
 	return fmt.Sprintf("firewall: the new ruleset was not confirmed and the previous one is back: %v", e.Reason)
 }
 
-// Is makes errors.Is(err, ErrReverted) true.
-func (e *RevertError) Is(target error) bool { return target == ErrReverted }
+// Is makes errors.Is(err, ErrReverted) true, and errors.Is(err,
+// modules.ErrReverted), which the agent's engine reads.
+func (e *RevertError) Is(target error) bool {
+	return target == ErrReverted || target == modules.ErrReverted
+}
 
 func (e *RevertError) Unwrap() error { return e.Reason }
 

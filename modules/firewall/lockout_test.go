@@ -120,8 +120,8 @@ func TestLockoutIsReverted(t *testing.T) {
 		t.Fatalf("Plan(locked) = %v, %v; want changes", p.Changes, err)
 	}
 	res, err := f.Apply(t.Context(), p)
-	if !errors.Is(err, ErrReverted) {
-		t.Fatalf("Apply(locked) error = %v, want ErrReverted", err)
+	if !errors.Is(err, ErrReverted) || !errors.Is(err, modules.ErrReverted) {
+		t.Fatalf("Apply(locked) error = %v, want ErrReverted (and modules.ErrReverted, for the engine)", err)
 	}
 	var rev *RevertError
 	if !errors.As(err, &rev) || !strings.Contains(rev.Reason.Error(), "academy-dns") {

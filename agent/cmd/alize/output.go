@@ -91,6 +91,9 @@ func (p *printer) ago(t time.Time) string {
 	if t.IsZero() {
 		return "never"
 	}
+	if d := p.now.Sub(t); d < time.Second {
+		return "just now" // not "now ago"
+	}
 	return human(p.now.Sub(t)) + " ago"
 }
 
@@ -100,8 +103,11 @@ func (p *printer) in(t time.Time) string {
 		return "unknown"
 	}
 	d := t.Sub(p.now)
-	if d < 0 {
+	switch {
+	case d <= -time.Second:
 		return human(-d) + " ago"
+	case d < time.Second:
+		return "now" // not "in now"
 	}
 	return "in " + human(d)
 }

@@ -18,7 +18,8 @@ const unitTemplate = `# The Alizé agent. Installed by the Debian package, or by
 Description=Alizé agent: keeps this school server as its academy wants it
 Documentation=https://github.com/alize-eple/alize/blob/main/docs/technician.md
 Wants=network-online.target
-After=network-online.target nftables.service slapd.service smbd.service
+# alize-firewall.service has loaded the last confirmed ruleset at boot.
+After=network-online.target nftables.service alize-firewall.service slapd.service smbd.service
 # Never give up: a school server must stay managed.
 StartLimitIntervalSec=0
 
@@ -32,17 +33,34 @@ RestartSec=15s
 # run included; stuck, it is restarted.
 WatchdogSec=3min
 TimeoutStartSec=2min
+# SIGTERM: the run in progress ends and its report is saved (sent at the
+# next start) within this time; a package upgrade restarts the agent so.
 TimeoutStopSec=2min
 
 # Root, because the kinds manage nftables (netlink), the school's OpenLDAP,
 # Samba's configuration and the shares' directories, owned by users.
-# Everything else is taken away.
+# Everything else is taken away. The capabilities root keeps:
+#   CAP_NET_ADMIN     firewall: the inet alize table over netlink, and IP
+#                     forwarding (net.ipv4.ip_forward) on a routing Amon
+#   CAP_CHOWN         shares, homes: directories owned by their user/group
+#   CAP_FOWNER        shares, homes: chmod and ACLs (setfacl) on
+#                     directories root does not own
+#   CAP_FSETID        shares: keep the setgid bit (2770) of a directory
+#                     whose group root is not in
+#   CAP_DAC_OVERRIDE  shares, homes: reach into users' 0700 directories;
+#                     Samba's files (/etc/samba, /var/lib/samba)
+#   CAP_KILL          smbcontrol smbd reload-config: Samba's messaging
+#                     checks smbd's processes, which run as the users they
+#                     serve, are alive (kill 0)
+# LDAP needs none: it is a TCP client of slapd (AF_INET, below).
 User=root
-CapabilityBoundingSet=CAP_NET_ADMIN CAP_CHOWN CAP_FOWNER CAP_FSETID CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_KILL
+CapabilityBoundingSet=CAP_NET_ADMIN CAP_CHOWN CAP_FOWNER CAP_FSETID CAP_DAC_OVERRIDE CAP_KILL
 NoNewPrivileges=yes
 UMask=0022
 
 # Files: the system is read-only but for what the agent and its kinds own.
+# State (keys, enrollment, manifests, reports, firewall/boot.nft) in
+# /var/lib/alize, 0700; the control socket in /run/alize.
 StateDirectory=alize
 StateDirectoryMode=0700
 RuntimeDirectory=alize

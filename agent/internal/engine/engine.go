@@ -371,6 +371,8 @@ func (e *Engine) runOne(ctx context.Context, k Kind, m Module, in Inputs, dryRun
 		}
 	}
 	switch {
+	case errors.Is(err, modules.ErrReverted):
+		r.Status, r.Error = api.KindReverted, "apply: "+err.Error()
 	case err != nil:
 		r.Status, r.Error = api.KindFailing, "apply: "+err.Error()
 	case anyNotApplied(r.Changes):

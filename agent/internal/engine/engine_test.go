@@ -300,6 +300,17 @@ func TestFailureIsolation(t *testing.T) {
 			t.Errorf("shares = %s, want applied (it does not depend on the firewall)", statuses(res)["shares"])
 		}
 	})
+	t.Run("apply reverted", func(t *testing.T) {
+		s := newSchool(t)
+		s.firewall.applyErr = fmt.Errorf("firewall: the new ruleset was not confirmed: %w", modules.ErrReverted)
+		res := s.engine.Run(t.Context(), mods, Inputs{})
+		if fw := res.Kinds[0]; fw.Status != api.KindReverted || !strings.Contains(fw.Error, "not confirmed") {
+			t.Errorf("firewall = %+v, want reverted with the kind's error", fw)
+		}
+		if res.Outcome != api.OutcomeReverted || statuses(res)["shares"] != api.KindApplied {
+			t.Errorf("outcome = %s, statuses %v; want reverted, the others applied", res.Outcome, statuses(res))
+		}
+	})
 	t.Run("check after apply fails", func(t *testing.T) {
 		s := newSchool(t)
 		s.firewall.checkErr = errors.New("the controller is unreachable through the new ruleset")

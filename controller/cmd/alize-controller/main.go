@@ -69,6 +69,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		operatorCommand(cl),
 		rosterCommand(cl, false),
 		whoamiCommand(cl),
+		versionCommand(),
 	)
 	return root.ExecuteContext(ctx)
 }

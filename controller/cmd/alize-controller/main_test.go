@@ -282,3 +282,13 @@ func ready(url, caFile string) error {
 	}
 	return nil
 }
+
+func TestVersion(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"version"}, strings.NewReader(""), &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if want := "alize-controller " + version + " ("; !strings.HasPrefix(out.String(), want) {
+		t.Errorf("version = %q, want it to start with %q", out.String(), want)
+	}
+}

@@ -82,6 +82,8 @@ $ALIZE_DATABASE) gives a PostgreSQL URL, for several replicas.`,
 	f.StringVar(&database, "database", "", "\"sqlite\" or a postgres:// URL (default $ALIZE_DATABASE, else sqlite)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.DurationVar(&settings.PollInterval, "poll-interval", settings.PollInterval, "how often agents poll")
+	f.DurationVar(&settings.BootDelay, "boot-delay", settings.BootDelay, "longest random delay before an agent's first poll after it starts")
+	f.DurationVar(&settings.LongPoll, "long-poll", settings.LongPoll, "how long a poll is held waiting for a new manifest")
 	f.DurationVar(&settings.ClientCertLifetime, "cert-lifetime", settings.ClientCertLifetime, "lifetime of agents' client certificates")
 	f.DurationVar(&settings.RenewGrace, "renew-grace", settings.RenewGrace, "how long after its end an agent may renew its certificate by proof of possession")
 	f.DurationVar(&manifestTTL, "manifest-ttl", 14*24*time.Hour, "lifetime of a signed manifest (re-signed at half of it)")

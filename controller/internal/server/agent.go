@@ -220,6 +220,7 @@ func (s *srv) manifest(w http.ResponseWriter, r *http.Request, id string) error 
 		wait = min(d, api.MaxWait)
 	}
 	inm := r.Header.Get("If-None-Match")
+	longPoll := wait > 0
 	var timeout <-chan time.Time
 	if wait > 0 {
 		t := time.NewTimer(wait)
@@ -242,14 +243,14 @@ func (s *srv) manifest(w http.ResponseWriter, r *http.Request, id string) error 
 			return err
 		}
 		if meta.found && !etagMatches(inm, meta.etag) {
-			return s.serveManifest(w, r, id)
+			return s.serveManifest(w, r, id, longPoll)
 		}
 		if wait == 0 {
 			if !meta.found {
 				return notFound("no manifest for this server yet")
 			}
 			w.Header().Set("ETag", `"`+meta.etag+`"`)
-			w.Header().Set(api.HeaderNextPoll, strconv.Itoa(s.nextPoll()))
+			w.Header().Set(api.HeaderNextPoll, strconv.Itoa(s.nextPollAfter(longPoll)))
 			w.WriteHeader(http.StatusNotModified)
 			return nil
 		}
@@ -275,7 +276,18 @@ func (s *srv) manifest(w http.ResponseWriter, r *http.Request, id string) error 
 // nextPoll is the Alize-Next-Poll hint, in seconds.
 func (s *srv) nextPoll() int { return int(s.Settings.PollInterval / time.Second) }
 
-func (s *srv) serveManifest(w http.ResponseWriter, r *http.Request, id string) error {
+// nextPollAfter is the hint after a manifest request. An agent that
+// long-polls comes back at once (1 s): it then waits in a long poll nearly
+// all the time, and a push reaches it in a second, not a poll interval
+// later. Its holds end at times as spread as its polls began.
+func (s *srv) nextPollAfter(longPoll bool) int {
+	if longPoll {
+		return 1
+	}
+	return s.nextPoll()
+}
+
+func (s *srv) serveManifest(w http.ResponseWriter, r *http.Request, id string, longPoll bool) error {
 	mf, err := s.Store.Manifest(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		return notFound("no manifest for this server yet")
@@ -284,7 +296,7 @@ func (s *srv) serveManifest(w http.ResponseWriter, r *http.Request, id string) e
 		return err
 	}
 	w.Header().Set("ETag", `"`+mf.Digest+`"`)
-	w.Header().Set(api.HeaderNextPoll, strconv.Itoa(s.nextPoll()))
+	w.Header().Set(api.HeaderNextPoll, strconv.Itoa(s.nextPollAfter(longPoll)))
 	writeBody(w, r, api.ContentTypeEnvelope, mf.Envelope)
 	return nil
 }

@@ -61,8 +61,8 @@ func TestAgentClientCompatibility(t *testing.T) {
 		t.Fatalf("Manifest() = %+v, %v", ans, err)
 	}
 	again, err := c.Manifest(ctx, ans.ETag, time.Second)
-	if err != nil || !again.NotModified {
-		t.Errorf("Manifest(etag, 1s wait) = %+v, %v; want not modified", again, err)
+	if err != nil || !again.NotModified || again.NextPoll != time.Second {
+		t.Errorf("Manifest(etag, 1s wait) = %+v, %v; want not modified, next poll in 1 s (back in a long poll at once)", again, err)
 	}
 	report, _ := json.Marshal(api.Report{ID: "r1", Serial: 1, Started: time.Now(), Finished: time.Now(), Outcome: api.OutcomeCompliant})
 	if ack, err := c.Report(ctx, report); err != nil || ack.ID != "r1" {
