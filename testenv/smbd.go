@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // SmbUser is a Unix user known to a test smbd through nss_wrapper, with a
@@ -228,6 +229,38 @@ func (s *Smbd) Client(ctx context.Context, share, user, password, commands strin
 		return string(out), fmt.Errorf("smbclient //127.0.0.1/%s as %s: %w: %s", share, user, err, out)
 	}
 	return string(out), nil
+}
+
+// AppendNSS adds lines to the server's nss_wrapper "passwd" or "group" file
+// while smbd runs, as a directory's new accounts appear to nss-ldap.
+// nss_wrapper reloads a file only when its mtime changes by whole seconds,
+// so the file's mtime is moved one second past its last value: smbd sees
+// the new lines at its next lookup, even within the same second.
+func (s *Smbd) AppendNSS(file, lines string) error {
+	if file != "passwd" && file != "group" {
+		return fmt.Errorf("nss file %q: want passwd or group", file)
+	}
+	path := filepath.Join(s.Dir, file)
+	before, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(lines); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	next := before.ModTime().Truncate(time.Second).Add(time.Second)
+	if now := time.Now(); now.After(next) {
+		next = now
+	}
+	return os.Chtimes(path, next, next)
 }
 
 // nssFiles renders nss_wrapper's passwd and group files.

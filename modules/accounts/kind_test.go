@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -335,8 +334,12 @@ func TestSambaLogin(t *testing.T) {
 	acct := entry(t, l, pupilsDN(l, login))
 	// smbd needs the Unix account: nss_wrapper's files stand for nss-ldap.
 	line := fmt.Sprintf("%s:x:%s:%s:%s:/nonexistent:/bin/false\n", login, acct["uidnumber"][0], acct["gidnumber"][0], login)
-	appendFile(t, filepath.Join(smb.Dir, "passwd"), line)
-	appendFile(t, filepath.Join(smb.Dir, "group"), fmt.Sprintf("%s:x:%s:\n", GroupPupils, acct["gidnumber"][0]))
+	if err := smb.AppendNSS("passwd", line); err != nil {
+		t.Fatal(err)
+	}
+	if err := smb.AppendNSS("group", fmt.Sprintf("%s:x:%s:\n", GroupPupils, acct["gidnumber"][0])); err != nil {
+		t.Fatal(err)
+	}
 
 	if out, err := smb.Client(t.Context(), "commun", login, pw, "ls"); err != nil {
 		t.Fatalf("smbclient as %s with the initial password: %v\n%s", login, err, out)
@@ -350,20 +353,6 @@ func TestSambaLogin(t *testing.T) {
 	apply(t, k, want)
 	if out, err := smb.Client(t.Context(), "commun", login, pw, "ls"); err == nil {
 		t.Errorf("smbclient as the leaver %s succeeded:\n%s", login, out)
-	}
-}
-
-func appendFile(t *testing.T, path, text string) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteString(text); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
 	}
 }
 
