@@ -153,10 +153,19 @@ func (s *Store) Lock() (unlock func(), err error) {
 	}, nil
 }
 
-// removeTemps deletes temporary files a crash left behind.
+// staleTemp is the age past which a temporary file can only be a crash's
+// leftover: a write takes milliseconds.
+const staleTemp = 10 * time.Minute
+
+// removeTemps deletes temporary files a crash left behind. A young one may
+// be another process's write in flight (the daemon writing while a
+// technician's command opens the store): it is left alone.
 func (s *Store) removeTemps(dir string) {
 	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && strings.HasPrefix(d.Name(), ".tmp-") {
+		if err != nil || d.IsDir() || !strings.HasPrefix(d.Name(), ".tmp-") {
+			return nil
+		}
+		if fi, err := d.Info(); err == nil && s.now().Sub(fi.ModTime()) > staleTemp {
 			os.Remove(path)
 		}
 		return nil

@@ -101,11 +101,23 @@ func TestCrashLeftoversAreRemovedAtOpen(t *testing.T) {
 	if err := os.WriteFile(leftover, []byte("half a mani"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(leftover, old, old); err != nil {
+		t.Fatal(err)
+	}
+	// A write in flight in another process (the daemon) is left alone.
+	inFlight := filepath.Join(dir, ".tmp-current-run.json-456")
+	if err := os.WriteFile(inFlight, []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := Open(dir); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(leftover); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("leftover temp file still there: %v", err)
+	}
+	if _, err := os.Stat(inFlight); err != nil {
+		t.Errorf("another process's write in flight was removed: %v", err)
 	}
 }
 
