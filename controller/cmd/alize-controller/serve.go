@@ -13,6 +13,7 @@ import (
 
 	"github.com/alize-eple/alize/controller/internal/server"
 	"github.com/alize-eple/alize/controller/internal/store"
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/spf13/cobra"
 )
 
@@ -71,6 +72,8 @@ $ALIZE_DATABASE) gives a PostgreSQL URL, for several replicas.`,
 			if err != nil {
 				return err
 			}
+			stopNotify := notifySystemd(ctx, listen)
+			defer stopNotify()
 			return ctl.Serve(ctx, ln)
 		},
 	}
@@ -99,4 +102,33 @@ func openStore(ctx context.Context, stateDir, database string) (store.Store, err
 		return store.OpenPostgres(ctx, database)
 	}
 	return nil, fmt.Errorf("--database: %q is neither sqlite nor a postgres:// URL", database)
+}
+
+// notifySystemd tells systemd (Type=notify) that the controller is ready
+// once it listens, pings its watchdog at half the interval while it runs,
+// and says it is stopping when the returned function is called. Without
+// NOTIFY_SOCKET (not under systemd) it does nothing.
+func notifySystemd(ctx context.Context, listen string) (stop func()) {
+	daemon.SdNotify(false, daemon.SdNotifyReady+"\nSTATUS=serving on "+listen)
+	done := make(chan struct{})
+	if every, err := daemon.SdWatchdogEnabled(false); err == nil && every > 0 {
+		go func() {
+			t := time.NewTicker(every / 2)
+			defer t.Stop()
+			for {
+				select {
+				case <-t.C:
+					daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+				case <-done:
+					return
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	return func() {
+		close(done)
+		daemon.SdNotify(false, daemon.SdNotifyStopping)
+	}
 }
