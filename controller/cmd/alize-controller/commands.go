@@ -13,6 +13,7 @@ import (
 
 	"github.com/alize-eple/alize/controller/api"
 	"github.com/alize-eple/alize/controller/internal/keys"
+	"github.com/alize-eple/alize/modules/atomic"
 	"github.com/spf13/cobra"
 )
 
@@ -60,7 +61,7 @@ each release of the module. Writes MODULE.release.json beside it (or --out).`,
 			if out == "" {
 				out = strings.TrimSuffix(strings.TrimSuffix(args[0], ".yaml"), ".yml") + ".release.json"
 			}
-			if err := os.WriteFile(out, env, 0o644); err != nil {
+			if err := atomic.WriteFile(out, env, 0o644); err != nil {
 				return err
 			}
 			fmt.Fprintf(cl.stdout, "release of %s %s (kind %s, counter %d) written to %s\n", rel.Name, rel.Version, rel.Kind, rel.Counter, out)
@@ -732,7 +733,7 @@ func operatorCommand(cl *client) *cobra.Command {
 				return err
 			}
 			if tokenOut != "" {
-				if err := os.WriteFile(tokenOut, []byte(resp.Token+"\n"), 0o600); err != nil {
+				if err := atomic.WriteFile(tokenOut, []byte(resp.Token+"\n"), 0o600); err != nil {
 					return err
 				}
 				fmt.Fprintf(cl.stdout, "operator %s (%s) added; token written to %s\n", resp.Operator.Name, resp.Operator.Role, tokenOut)

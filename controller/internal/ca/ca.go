@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/alize-eple/alize/controller/api"
+	"github.com/alize-eple/alize/modules/atomic"
 )
 
 // Lifetimes.
@@ -341,27 +342,7 @@ func readKey(path string) (crypto.Signer, error) {
 
 // writeFile writes atomically: a temporary file with mode, fsync, rename.
 func writeFile(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("ca: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return fmt.Errorf("ca: %w", err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("ca: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("ca: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("ca: %w", err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
+	if err := atomic.WriteFile(path, data, mode); err != nil {
 		return fmt.Errorf("ca: %w", err)
 	}
 	return nil

@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/alize-eple/alize/modules/atomic"
 	"github.com/alize-eple/alize/modules/manifest"
 	"github.com/alize-eple/alize/modules/schema"
 )
@@ -143,7 +144,7 @@ func Init(dir string, expires time.Time) (*manifest.Trust, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keys: the new root does not verify: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, RootFile(1)), env, 0o644); err != nil {
+	if err := atomic.WriteFile(filepath.Join(dir, RootFile(1)), env, 0o644); err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
 	}
 	return trust, nil
@@ -224,7 +225,7 @@ func Rotate(dir string, roles []string, expires time.Time) (*manifest.Trust, err
 	if err != nil {
 		return nil, fmt.Errorf("keys: rotate: the new root does not verify against the old: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, RootFile(next.Version)), env, 0o644); err != nil {
+	if err := atomic.WriteFile(filepath.Join(dir, RootFile(next.Version)), env, 0o644); err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
 	}
 	return nt, nil
