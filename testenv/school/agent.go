@@ -10,8 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 )
 
@@ -27,9 +25,7 @@ type Agent struct {
 	Config string
 	Log    string
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc process
 }
 
 func (s *School) newAgent() *Agent {
@@ -193,67 +189,20 @@ func (a *Agent) Enroll(token string) error {
 
 // Start starts the daemon (alize run) in the school namespace.
 func (a *Agent) Start() error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.cmd != nil {
-		return errors.New("the agent is already running")
-	}
-	logf, err := os.OpenFile(a.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	cmd := a.Command(context.Background(), "run")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := a.s.Server.Start(cmd); err != nil {
-		logf.Close()
+	if _, err := a.proc.start(a.s.Server, a.Command(context.Background(), "run"), a.Log); err != nil {
 		return fmt.Errorf("start alize run: %w", err)
 	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); logf.Close(); close(done) }()
-	a.cmd, a.done = cmd, done
 	return nil
 }
 
 // Stop stops the daemon with SIGTERM and waits for it.
-func (a *Agent) Stop() {
-	a.mu.Lock()
-	cmd, done := a.cmd, a.done
-	a.cmd = nil
-	a.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(40 * time.Second):
-		cmd.Process.Kill()
-		<-done
-	}
-}
+func (a *Agent) Stop() { a.proc.stop() }
 
 // Kill kills the daemon with SIGKILL, as a power cut would.
-func (a *Agent) Kill() {
-	a.mu.Lock()
-	cmd, done := a.cmd, a.done
-	a.cmd = nil
-	a.mu.Unlock()
-	if cmd != nil {
-		cmd.Process.Kill()
-		<-done
-	}
-}
+func (a *Agent) Kill() { a.proc.kill() }
 
 // PID is the daemon's process id, 0 when stopped.
-func (a *Agent) PID() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.cmd == nil {
-		return 0
-	}
-	return a.cmd.Process.Pid
-}
+func (a *Agent) PID() int { return a.proc.pid() }
 
 // Logs is the daemon's log so far.
 func (a *Agent) Logs() string {

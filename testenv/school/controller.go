@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/alize-eple/alize/modules/examples"
@@ -24,9 +22,7 @@ type Controller struct {
 	State string // its state directory
 	Log   string // its log file
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc process
 }
 
 // startController makes the academy's keys (keys init, offline), gives the
@@ -59,15 +55,6 @@ func (s *School) startController() *Controller {
 
 // Start starts the controller and waits until it answers.
 func (c *Controller) Start() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cmd != nil {
-		return fmt.Errorf("controller already running")
-	}
-	logf, err := os.OpenFile(c.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
 	cmd := exec.Command(filepath.Join(c.s.bin, "alize-controller"), "serve",
 		"--state-dir", c.State, "--listen", ControllerAddr+":"+strconv.Itoa(ControllerPort),
 		"--name", ControllerAddr, "--log-level", "info",
@@ -76,15 +63,10 @@ func (c *Controller) Start() error {
 		// answers at once (the controller asks for the next one a second
 		// after a long poll ends), plain polls every 10 s.
 		"--poll-interval", "10s", "--boot-delay", "1s", "--long-poll", "20s")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := c.s.Academy.Start(cmd); err != nil {
-		logf.Close()
+	done, err := c.proc.start(c.s.Academy, cmd, c.Log)
+	if err != nil {
 		return fmt.Errorf("start alize-controller: %w", err)
 	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); logf.Close(); close(done) }()
-	c.cmd, c.done = cmd, done
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := c.Quiet("whoami"); err == nil {
@@ -102,44 +84,13 @@ func (c *Controller) Start() error {
 }
 
 // Stop stops the controller with SIGTERM (it drains) and waits.
-func (c *Controller) Stop() {
-	c.mu.Lock()
-	cmd, done := c.cmd, c.done
-	c.cmd = nil
-	c.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(40 * time.Second):
-		cmd.Process.Kill()
-		<-done
-	}
-}
+func (c *Controller) Stop() { c.proc.stop() }
 
 // Kill kills the controller with SIGKILL, as a crash would.
-func (c *Controller) Kill() {
-	c.mu.Lock()
-	cmd, done := c.cmd, c.done
-	c.cmd = nil
-	c.mu.Unlock()
-	if cmd != nil {
-		cmd.Process.Kill()
-		<-done
-	}
-}
+func (c *Controller) Kill() { c.proc.kill() }
 
 // PID is the controller's process id, 0 when stopped.
-func (c *Controller) PID() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cmd == nil {
-		return 0
-	}
-	return c.cmd.Process.Pid
-}
+func (c *Controller) PID() int { return c.proc.pid() }
 
 func (c *Controller) command(ctx context.Context, stdin string, args ...string) *exec.Cmd {
 	all := append([]string{"--controller", ControllerURL, "--state-dir", c.State}, args...)

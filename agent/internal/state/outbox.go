@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/alize-eple/alize/modules/atomic"
 )
 
 // Outbox holds reports until the controller has acknowledged them. Each
@@ -74,7 +76,7 @@ func (o *Outbox) Put(id string, report []byte) error {
 		}
 		next = e.seq + 1
 	}
-	if err := WriteFileAtomic(filepath.Join(o.dir, entryName(next, id)), report, 0o600); err != nil {
+	if err := atomic.WriteFile(filepath.Join(o.dir, entryName(next, id)), report, 0o600); err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
 	for len(entries)+1 > o.max {
@@ -165,7 +167,7 @@ func (o *Outbox) addDropped(k int) error {
 	if err != nil {
 		return err
 	}
-	if err := WriteFileAtomic(filepath.Join(o.dir, "dropped"), []byte(strconv.Itoa(n+k)+"\n"), 0o600); err != nil {
+	if err := atomic.WriteFile(filepath.Join(o.dir, "dropped"), []byte(strconv.Itoa(n+k)+"\n"), 0o600); err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
 	return nil

@@ -77,7 +77,7 @@ func (s *Store) WriteFile(name string, data []byte, perm fs.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
-	return WriteFileAtomic(path, data, perm)
+	return atomic.WriteFile(path, data, perm)
 }
 
 // ReadFile reads a state file. A missing file gives an error matching
@@ -172,12 +172,4 @@ func (s *Store) removeTemps(dir string) {
 		}
 		return nil
 	})
-}
-
-// WriteFileAtomic writes data to path so that path holds either its old
-// content or the new one, whatever happens: a temporary file in the same
-// directory is written and synced, renamed over path, and the directory is
-// synced so the rename itself survives a power cut.
-func WriteFileAtomic(path string, data []byte, perm fs.FileMode) error {
-	return atomic.WriteFile(path, data, perm)
 }

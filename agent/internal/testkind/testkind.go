@@ -16,8 +16,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/alize-eple/alize/agent/internal/state"
 	"github.com/alize-eple/alize/modules"
+	"github.com/alize-eple/alize/modules/atomic"
 )
 
 // Name is the kind's name.
@@ -131,7 +131,7 @@ func (k *Kind) Apply(ctx context.Context, p modules.Plan) (modules.Result, error
 		if c.Op == modules.OpDelete {
 			err = os.Remove(path)
 		} else {
-			err = state.WriteFileAtomic(path, st.want[c.ID], 0o644)
+			err = atomic.WriteFile(path, st.want[c.ID], 0o644)
 		}
 		cr := modules.ChangeResult{Change: c, Status: modules.StatusApplied}
 		if err != nil {
