@@ -224,7 +224,7 @@ func (f *Firewall) removePending() error {
 	if err != nil {
 		return fmt.Errorf("firewall: remove the pending state: %w", err)
 	}
-	if err := syncDir(filepath.Dir(f.pendingPath())); err != nil {
+	if err := atomic.SyncDir(filepath.Dir(f.pendingPath())); err != nil {
 		return fmt.Errorf("firewall: remove the pending state: %w", err)
 	}
 	return nil
@@ -238,13 +238,4 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 		return err
 	}
 	return atomic.WriteFile(path, data, mode)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/alize-eple/alize/modules/atomic"
 )
 
 // commit puts a new include file live: written beside the live one,
@@ -65,7 +67,7 @@ func (s *Shares) commit(ctx context.Context, include []byte, names []string, rec
 	if err := os.Rename(tmp, inc); err != nil {
 		return fmt.Errorf("replace %s: %w", s.include, err)
 	}
-	syncDir(dir)
+	_ = atomic.SyncDir(dir) // a failure only weakens durability: not reported
 	if !bytes.Equal(newConf, oldConf) {
 		if err := replaceFile(conf, newConf); err != nil {
 			err = fmt.Errorf("add the include line to %s: %w", s.smbConf, err)
@@ -231,15 +233,6 @@ func replaceFile(path string, data []byte) error {
 		os.Remove(tmp)
 		return err
 	}
-	syncDir(dir)
+	_ = atomic.SyncDir(dir) // a failure only weakens durability: not reported
 	return nil
-}
-
-// syncDir makes a rename in dir durable. A failure only weakens
-// durability, so it is not reported.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
 }

@@ -38,6 +38,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/alize-eple/alize/modules/atomic"
 )
 
 // Record is the initial credentials of one new account. Its String and
@@ -150,7 +152,7 @@ func loadKey(dir string) ([]byte, error) {
 		if err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, err
 		}
-		if err := syncDir(dir); err != nil {
+		if err := atomic.SyncDir(dir); err != nil {
 			return nil, err
 		}
 	}
@@ -303,7 +305,7 @@ func (s *Store) rewriteBatches(keep func(batch string, r Record) bool) ([]Record
 			if err := os.Remove(filepath.Join(s.dir, name)); err != nil {
 				return nil, err
 			}
-			if err := syncDir(s.dir); err != nil {
+			if err := atomic.SyncDir(s.dir); err != nil {
 				return nil, err
 			}
 		default:
@@ -347,7 +349,7 @@ func (s *Store) writeBatch(name string, recs []Record) error {
 		os.Remove(tmp)
 		return err
 	}
-	return syncDir(s.dir)
+	return atomic.SyncDir(s.dir)
 }
 
 func (s *Store) readBatch(name string) ([]Record, error) {
@@ -385,14 +387,6 @@ func writeTemp(dir string, data []byte, perm os.FileMode) (string, error) {
 		return "", err
 	}
 	return f.Name(), nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	return errors.Join(d.Sync(), d.Close())
 }
 
 func randomHex(n int) string {
