@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 )
 
@@ -160,7 +161,25 @@ var errTrailing = errors.New("decode spec: trailing data after the spec")
 
 // decodeStrict decodes data into v, strictly: exact field names, no
 // unknown field, no duplicate key, one value only.
+//
+// A spec that is well formed (the usual case: the controller compiled it)
+// is decoded in one pass by json/v2, which is case-sensitive, refuses
+// duplicate and unknown names and trailing data. Only when that pass
+// fails, or the spec nests deeper than it may, the key walk and
+// encoding/json decide, so the result and the error are theirs: the fast
+// pass only ever accepts what they accept.
 func decodeStrict(data []byte, v any) error {
+	if nestingWithin(data, maxSpecDepth) {
+		if err := jsonv2.Unmarshal(data, v, jsonv2.RejectUnknownMembers(true)); err == nil {
+			return nil
+		}
+		reflect.ValueOf(v).Elem().SetZero()
+	}
+	return decodeSlow(data, v)
+}
+
+// decodeSlow is the reference decoder: the key walk, then encoding/json.
+func decodeSlow(data []byte, v any) error {
 	if err := checkKeys(data, reflect.TypeOf(v)); err != nil {
 		return fmt.Errorf("decode spec: %w", err)
 	}
@@ -173,4 +192,33 @@ func decodeStrict(data []byte, v any) error {
 		return errTrailing
 	}
 	return nil
+}
+
+// nestingWithin reports whether no array or object in data is opened more
+// than max levels deep. It reads bytes only (strings skipped): a quick
+// bound, not a parse.
+func nestingWithin(data []byte, max int) bool {
+	depth, inString, escaped := 0, false, false
+	for _, c := range data {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			if depth++; depth > max {
+				return false
+			}
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return true
 }

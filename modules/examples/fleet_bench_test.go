@@ -35,6 +35,7 @@ func benchKey(tb testing.TB, name string) *manifest.Key {
 type fleet struct {
 	modules  []*schema.Module
 	defs     [][]byte
+	byDigest map[string][]byte // defs by digest: the agent's definition cache
 	releases [][]byte
 	director *manifest.Key
 	rootEnv  []byte
@@ -43,7 +44,7 @@ type fleet struct {
 func newFleet(tb testing.TB) *fleet {
 	tb.Helper()
 	root, release, director := benchKey(tb, "root"), benchKey(tb, "release"), benchKey(tb, "director")
-	f := &fleet{director: director}
+	f := &fleet{director: director, byDigest: map[string][]byte{}}
 	r := &manifest.Root{
 		Version: 1,
 		Expires: time.Now().Add(365 * 24 * time.Hour),
@@ -76,9 +77,15 @@ func newFleet(tb testing.TB) *fleet {
 		}
 		f.modules = append(f.modules, m)
 		f.defs = append(f.defs, data)
+		f.byDigest[manifest.Digest(data)] = data
 		f.releases = append(f.releases, env)
 	}
 	return f
+}
+
+// definition is the agent's store of definitions fetched by digest.
+func (f *fleet) definition(digest string) []byte {
+	return f.byDigest[digest]
 }
 
 // serverLevels are realistic, per-server variables: every server of the
@@ -125,7 +132,9 @@ func (f *fleet) build(i int, check map[string]func([]byte) error, now time.Time)
 		if err != nil {
 			return nil, err
 		}
-		m.Modules = append(m.Modules, manifest.Module{ReleaseEnvelope: f.releases[j], Definition: f.defs[j],
+		// As the controller does: the definition travels apart, by digest,
+		// and was checked against its release when it was published.
+		m.Modules = append(m.Modules, manifest.Module{ReleaseEnvelope: f.releases[j],
 			Values: values, Spec: c.Spec, SpecDigest: c.Digest})
 	}
 	return manifest.SignManifest(m, f.director)
@@ -190,7 +199,7 @@ func BenchmarkVerifyExampleManifest(b *testing.B) {
 	verifier := func(cache *manifest.Cache, compiler *schema.Compiler) *manifest.Verifier {
 		return &manifest.Verifier{Trust: trust, ServerID: "srv-00007", UAI: uai,
 			AgentVersion: version.Must(version.NewVersion("1.2.0")), Compile: compiler.CompileBytes,
-			Now: func() time.Time { return now }, Cache: cache}
+			Definitions: f.definition, Now: func() time.Time { return now }, Cache: cache}
 	}
 	b.Logf("manifest envelope: %d bytes", len(envelope))
 	b.Run("cold", func(b *testing.B) {

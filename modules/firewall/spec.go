@@ -3,6 +3,9 @@ package firewall
 import (
 	"bytes"
 	"encoding/json"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Spec is the desired state of a school gateway's firewall. Its JSON tags
@@ -105,6 +108,27 @@ func (a *Allow) UnmarshalJSON(b []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&p); err != nil {
+		return err
+	}
+	*a = Allow(p)
+	return nil
+}
+
+// UnmarshalJSONFrom is UnmarshalJSON for json/v2, which the agent and the
+// controller use first (modules.DecodeSpec): the same forms, read from
+// the decoder without copying the value out first.
+func (a *Allow) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	if dec.PeekKind() == '"' {
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return err
+		}
+		*a = Allow{Service: tok.String()}
+		return nil
+	}
+	type plain Allow
+	var p plain
+	if err := jsonv2.UnmarshalDecode(dec, &p, jsonv2.RejectUnknownMembers(true)); err != nil {
 		return err
 	}
 	*a = Allow(p)

@@ -204,15 +204,15 @@ func BenchmarkVerifySteps(b *testing.B) {
 			}
 		}},
 		{"digests", func() {
-			for _, m := range w.Modules {
-				Digest(m.Definition)
+			for i, m := range w.Modules {
+				Digest(f.modules[i].definition)
 				Digest(m.Spec)
 				Digest(m.Values)
 			}
 		}},
 		{"compile", func() {
-			for _, m := range w.Modules {
-				testCompile(m.Definition, m.Values)
+			for i, m := range w.Modules {
+				testCompile(f.modules[i].definition, m.Values)
 			}
 		}},
 	}

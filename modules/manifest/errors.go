@@ -71,6 +71,9 @@ var (
 	ErrReleaseRollback = &Reason{"release_rollback", "release counter lower than the last seen"}
 	// The module definition is not the one the release signed.
 	ErrDefinitionDigest = &Reason{"definition_digest", "definition does not match the release digest"}
+	// A module definition the verifier does not have yet: not a refusal,
+	// see MissingDefinitionsError.
+	ErrDefinitionMissing = &Reason{"definition_missing", "module definition not fetched yet"}
 	// The spec does not match its spec_digest.
 	ErrSpecDigest = &Reason{"spec_digest", "spec does not match its digest"}
 	// The spec is not what the definition and the values compile to.

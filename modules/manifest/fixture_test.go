@@ -183,6 +183,17 @@ func newFixture(tb testing.TB, big bool) *fixture {
 	return f
 }
 
+// definition is the agent's store of module definitions: the fixture's
+// modules, by digest.
+func (f *fixture) definition(digest string) []byte {
+	for _, m := range f.modules {
+		if Digest(m.definition) == digest {
+			return m.definition
+		}
+	}
+	return nil
+}
+
 // newRoot is the academy's root with the fixture's keys.
 func (f *fixture) newRoot(v int, expires time.Time) Root {
 	keys := map[string]PublicKey{}
@@ -357,6 +368,7 @@ func (f *fixture) verifier(cache *Cache) *Verifier {
 		UAI:          uai,
 		AgentVersion: version.Must(version.NewVersion("1.4.0")),
 		Compile:      testCompile,
+		Definitions:  f.definition,
 		Now:          func() time.Time { return t0 },
 		Cache:        cache,
 	}

@@ -24,13 +24,14 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // The operations a hostile input is fed to.
 const (
-	opManifest  = "manifest"   // Verifier.Verify with the fixture's state
-	opRelease   = "release"    // Trust.VerifyRelease
-	opPin       = "pin"        // PinRoot
-	opUpdate    = "update"     // Trust.UpdateRoot from the fixture's root version 1
-	opPinVerify = "pin-verify" // PinRoot, then Verify a valid manifest with it
-	opUnseal    = "unseal"     // Unseal as ldap-bind generation 2
-	opBlob      = "blob"       // VerifyBlob against the fixture's roster
+	opManifest   = "manifest"   // Verifier.Verify with the fixture's state
+	opRelease    = "release"    // Trust.VerifyRelease
+	opPin        = "pin"        // PinRoot
+	opUpdate     = "update"     // Trust.UpdateRoot from the fixture's root version 1
+	opPinVerify  = "pin-verify" // PinRoot, then Verify a valid manifest with it
+	opUnseal     = "unseal"     // Unseal as ldap-bind generation 2
+	opBlob       = "blob"       // VerifyBlob against the fixture's roster
+	opDefinition = "definition" // Verify the fixture's manifest, this served as module 0's definition
 )
 
 // hostileCase is one hostile or malformed input, and the one reason it
@@ -50,6 +51,8 @@ func (c hostileCase) file() string {
 		ext = ".age"
 	case opBlob:
 		ext = ".bin"
+	case opDefinition:
+		ext = ".yaml"
 	}
 	return filepath.Join("testdata", "hostile", c.name+ext)
 }
@@ -102,8 +105,8 @@ func (f *fixture) signUnchecked(m *Manifest) []byte {
 	w := manifestWire{Target: m.Target, Serial: m.Serial, Issued: m.Issued, Expires: m.Expires, Blobs: m.Blobs, Secrets: m.Secrets}
 	for _, mod := range m.Modules {
 		w.Modules = append(w.Modules, moduleWire{
-			Release: jsontext.Value(mod.ReleaseEnvelope), Definition: mod.Definition,
-			Values: jsontext.Value(mod.Values), Spec: jsontext.Value(mod.Spec), SpecDigest: mod.SpecDigest,
+			Release: jsontext.Value(mod.ReleaseEnvelope),
+			Values:  jsontext.Value(mod.Values), Spec: jsontext.Value(mod.Spec), SpecDigest: mod.SpecDigest,
 		})
 	}
 	p, err := marshal(&w)
@@ -299,8 +302,11 @@ func hostileCases() []hostileCase {
 		{name: "payload-serial-negative", op: opManifest, want: ErrMalformed, make: func(f *fixture) []byte {
 			return f.editPayload(f.manifest(), func(p []byte) []byte { return replaceOnce(p, `"serial":42`, `"serial":-42`) })
 		}},
-		{name: "payload-definition-bad-base64", op: opManifest, want: ErrBadBase64, make: func(f *fixture) []byte {
-			return f.editPayload(f.manifest(), func(p []byte) []byte { return replaceFirst(p, `"definition":"`, `"definition":"*`) })
+		{name: "payload-definition-inline", op: opManifest, want: ErrUnknownField, make: func(f *fixture) []byte {
+			// Definitions travel apart, by digest: one inside the manifest is not read.
+			return f.editPayload(f.manifest(), func(p []byte) []byte {
+				return replaceFirst(p, `"values":`, `"definition":"bmFtZTogeAo=","values":`)
+			})
 		}},
 
 		// The manifest's claims.
@@ -394,11 +400,12 @@ func hostileCases() []hostileCase {
 			m.Modules = append(m.Modules, m.Modules[1])
 			return f.sign(m)
 		}},
-		{name: "module-definition-not-released", op: opManifest, want: ErrDefinitionDigest, make: func(f *fixture) []byte {
-			return f.signUnchecked(f.withModule(0, func(m *Module) {
-				m.Definition = append(bytes.Clone(m.Definition), "  backdoor: {type: string}\n"...)
-				m.Spec, m.SpecDigest, _ = testCompile(m.Definition, m.Values)
-			}))
+		{name: "module-definition-not-released", op: opDefinition, want: ErrDefinitionDigest, make: func(f *fixture) []byte {
+			// A mirror or a damaged cache serves another definition under the released digest.
+			return append(bytes.Clone(f.modules[0].definition), "  backdoor: {type: string}\n"...)
+		}},
+		{name: "module-definition-oversized", op: opDefinition, want: ErrTooLarge, inline: true, make: func(f *fixture) []byte {
+			return bytes.Repeat([]byte("# padding\n"), MaxDefinitionSize/10+1)
 		}},
 		{name: "module-spec-digest-mismatch", op: opManifest, want: ErrSpecDigest, make: func(f *fixture) []byte {
 			return f.signUnchecked(f.withModule(1, func(m *Module) { m.SpecDigest = Digest([]byte("another spec")) }))
@@ -568,6 +575,20 @@ func (f *fixture) run(t *testing.T, c hostileCase, input []byte, last State) err
 		return err
 	case opBlob:
 		return VerifyBlob(f.manifest().Blobs[0], input)
+	case opDefinition:
+		v := f.verifier(&Cache{})
+		released := Digest(f.modules[0].definition)
+		v.Definitions = func(digest string) []byte {
+			if digest == released {
+				return input
+			}
+			return f.definition(digest)
+		}
+		m, next, err := v.Verify(f.sign(f.manifest()), last)
+		if err != nil && (m != nil || next.Serial != 0) {
+			t.Errorf("Verify() refused but returned a manifest or a state")
+		}
+		return err
 	}
 	t.Fatalf("unknown op %q", c.op)
 	return nil

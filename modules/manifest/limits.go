@@ -16,6 +16,8 @@ const (
 	MaxRootSize = 64 << 10 // 64 KiB
 	// MaxReleaseSize bounds a release envelope, alone or embedded in a manifest.
 	MaxReleaseSize = 16 << 10 // 16 KiB
+	// MaxDefinitionSize bounds a module definition (schema.MaxModuleSize).
+	MaxDefinitionSize = 1 << 20 // 1 MiB
 	// MaxBlobSize bounds a blob (an account roster…).
 	MaxBlobSize = 64 << 20 // 64 MiB
 	// MaxSealedSize bounds a sealed secret (age ciphertext).

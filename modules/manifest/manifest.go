@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"time"
 
 	"github.com/alize-eple/alize/modules"
@@ -40,7 +41,11 @@ type Module struct {
 	// Release is the verified release. Verify sets it; SignManifest
 	// ignores it.
 	Release Release
-	// Definition is the module definition file (YAML) the release's digest covers.
+	// Definition is the module definition file (YAML) the release's digest
+	// covers. It does not travel in the manifest: the release names it by
+	// digest, and the agent fetches it once, as a blob, and keeps it (see
+	// Verifier.Definitions). Verify sets it; SignManifest checks it
+	// against the release when it is given.
 	Definition []byte
 	// Values is the JSON object of the variable values resolved for this server.
 	Values []byte
@@ -65,7 +70,6 @@ type manifestWire struct {
 
 type moduleWire struct {
 	Release    jsontext.Value `json:"release"`
-	Definition []byte         `json:"definition"` // base64 in JSON
 	Values     jsontext.Value `json:"values"`
 	Spec       jsontext.Value `json:"spec"`
 	SpecDigest string         `json:"spec_digest"`
@@ -94,9 +98,6 @@ func (w *manifestWire) validate() error {
 	}
 	for i, m := range w.Modules {
 		path := fmt.Sprintf("modules[%d]", i)
-		if len(m.Definition) == 0 {
-			errs.Add(path+".definition", "missing")
-		}
 		if m.Values.Kind() != '{' {
 			errs.Add(path+".values", "must be a JSON object")
 		}
@@ -156,9 +157,10 @@ func (w *manifestWire) tooMany() error {
 // given (director keys): the controller runs it for each server. It checks
 // what it can without the agent's state, so that the controller does not
 // sign what every agent would refuse: the manifest's own rules and limits,
-// each spec against its digest, each definition against the digest in its
-// release (read, not verified: verify releases with Trust.VerifyRelease
-// when they are published). Each Spec must be exactly what the compile
+// each spec against its digest, each definition given against the digest
+// in its release (read, not verified: verify releases with
+// Trust.VerifyRelease when they are published). Definitions are not part
+// of the payload: the agent fetches them by digest. Each Spec must be exactly what the compile
 // function returned (compact JSON): it is embedded byte for byte.
 func SignManifest(m *Manifest, keys ...*Key) ([]byte, error) {
 	w := manifestWire{
@@ -186,12 +188,11 @@ func SignManifest(m *Manifest, keys ...*Key) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("manifest: sign manifest: %s: %w", path, err)
 		}
-		if Digest(mod.Definition) != rel.Digest {
+		if mod.Definition != nil && Digest(mod.Definition) != rel.Digest {
 			return nil, fmt.Errorf("manifest: sign manifest: %s: definition is not the one release %s %s signed", path, rel.Name, rel.Version)
 		}
 		w.Modules[i] = moduleWire{
 			Release:    jsontext.Value(mod.ReleaseEnvelope),
-			Definition: mod.Definition,
 			Values:     jsontext.Value(mod.Values),
 			Spec:       jsontext.Value(mod.Spec),
 			SpecDigest: mod.SpecDigest,
@@ -260,13 +261,20 @@ type Verifier struct {
 	// signed definition and the values compile to, so that a director
 	// cannot ship a spec the module's release does not allow. Required.
 	Compile CompileFunc
-	Now     func() time.Time // the clock
+	// Definitions returns the module definition whose digest is given
+	// ("sha256:<hex>"), or nil when it does not have it: the agent's cache
+	// of definitions fetched from the controller. Verify checks what it
+	// returns against the digest. When a definition is missing, Verify
+	// checks everything else and then returns an error that
+	// MissingDefinitions reads: fetch those, and verify again.
+	Definitions func(digest string) []byte
+	Now         func() time.Time // the clock
 	// Cache, if set, spares re-verifying releases and recompiling unchanged
 	// modules from one manifest to the next (see Cache).
 	Cache *Cache
 }
 
-var errVerifierConfig = errors.New("manifest: verifier needs Trust, ServerID, UAI, AgentVersion, Compile and Now")
+var errVerifierConfig = errors.New("manifest: verifier needs Trust, ServerID, UAI, AgentVersion, Compile, Definitions and Now")
 
 // Verify checks a manifest envelope and returns the manifest and the State
 // to store once the agent takes it. It refuses, with an *Error wrapping
@@ -290,7 +298,7 @@ var errVerifierConfig = errors.New("manifest: verifier needs Trust, ServerID, UA
 // applies: from then on an older or equal serial is refused, even if
 // applying fails and is retried from the stored manifest.
 func (v *Verifier) Verify(envelope []byte, last State) (*Manifest, State, error) {
-	if v.Trust == nil || v.ServerID == "" || v.UAI == "" || v.AgentVersion == nil || v.Compile == nil || v.Now == nil {
+	if v.Trust == nil || v.ServerID == "" || v.UAI == "" || v.AgentVersion == nil || v.Compile == nil || v.Definitions == nil || v.Now == nil {
 		return nil, State{}, errVerifierConfig
 	}
 	const doc = "manifest"
@@ -342,7 +350,7 @@ func (v *Verifier) Verify(envelope []byte, last State) (*Manifest, State, error)
 		Blobs:   w.Blobs,
 		Secrets: w.Secrets,
 	}
-	defSums := make([][sha256.Size]byte, len(w.Modules))
+	var missing []string
 	seen := make(map[string]int, len(w.Modules))
 	for i, mw := range w.Modules {
 		path := fmt.Sprintf("modules[%d]", i)
@@ -361,20 +369,25 @@ func (v *Verifier) Verify(envelope []byte, last State) (*Manifest, State, error)
 		if c := last.Counters[rel.Name]; rel.Counter < c {
 			return nil, State{}, refuse(doc, path+".release", ErrReleaseRollback, fmt.Sprintf("module %s release %s has counter %d, last seen %d", rel.Name, rel.Version, rel.Counter, c))
 		}
-		defSums[i] = sha256.Sum256(mw.Definition)
-		if digestString(defSums[i]) != rel.Digest {
-			return nil, State{}, refuse(doc, path+".definition", ErrDefinitionDigest, fmt.Sprintf("module %s: definition is %s, release %s signed %s", rel.Name, digestString(defSums[i]), rel.Version, rel.Digest))
-		}
 		if d := Digest(mw.Spec); d != mw.SpecDigest {
 			return nil, State{}, refuse(doc, path+".spec_digest", ErrSpecDigest, fmt.Sprintf("module %s: spec is %s, spec_digest says %s", rel.Name, d, mw.SpecDigest))
 		}
 		if vr.agent != nil && !vr.agent.Check(v.AgentVersion) {
 			return nil, State{}, refuse(doc, path+".release", ErrAgentVersion, fmt.Sprintf("module %s release %s wants agent %s, this is %s", rel.Name, rel.Version, rel.Agent, v.AgentVersion))
 		}
+		def := v.Definitions(rel.Digest)
+		switch {
+		case def == nil:
+			missing = append(missing, rel.Digest)
+		case len(def) > MaxDefinitionSize:
+			return nil, State{}, refuse(doc, path+".definition", ErrTooLarge, fmt.Sprintf("module %s: definition of %d bytes, at most %d", rel.Name, len(def), MaxDefinitionSize))
+		case Digest(def) != rel.Digest:
+			return nil, State{}, refuse(doc, path+".definition", ErrDefinitionDigest, fmt.Sprintf("module %s: definition is %s, release %s signed %s", rel.Name, Digest(def), rel.Version, rel.Digest))
+		}
 		out.Modules[i] = Module{
 			ReleaseEnvelope: mw.Release,
 			Release:         rel,
-			Definition:      mw.Definition,
+			Definition:      def,
 			Values:          mw.Values,
 			Spec:            mw.Spec,
 			SpecDigest:      mw.SpecDigest,
@@ -385,34 +398,66 @@ func (v *Verifier) Verify(envelope []byte, last State) (*Manifest, State, error)
 			return nil, State{}, refuse(doc, fmt.Sprintf("secrets[%d].generation", i), ErrSecretGeneration, fmt.Sprintf("secret %s generation %d, last seen %d", s.Name, s.Generation, g))
 		}
 	}
+	if len(missing) > 0 {
+		return nil, State{}, &MissingDefinitionsError{Digests: missing}
+	}
 	// Recompile last: it is the costliest check.
-	for i, mw := range w.Modules {
-		if err := v.recompile(fmt.Sprintf("modules[%d]", i), defSums[i], mw, out.Modules[i].Release.Name); err != nil {
+	for i, mod := range out.Modules {
+		if err := v.recompile(fmt.Sprintf("modules[%d]", i), mod); err != nil {
 			return nil, State{}, err
 		}
 	}
 	return out, last.next(out), nil
 }
 
+// MissingDefinitionsError is Verify's answer when the manifest passed
+// every other check but some module definitions are not at hand: the
+// agent fetches them by digest (the controller serves them as blobs; any
+// mirror may, since the signed release names the digest) and verifies
+// again. It is not a refusal.
+type MissingDefinitionsError struct {
+	Digests []string // "sha256:<hex>" of each missing definition
+}
+
+func (e *MissingDefinitionsError) Error() string {
+	return fmt.Sprintf("manifest: %d module definition(s) to fetch: %s", len(e.Digests), strings.Join(e.Digests, ", "))
+}
+
+// Unwrap lets errors.Is find ErrDefinitionMissing.
+func (e *MissingDefinitionsError) Unwrap() error { return ErrDefinitionMissing }
+
+// MissingDefinitions returns the digests of the definitions Verify needs
+// and did not have, or nil when err is not that.
+func MissingDefinitions(err error) []string {
+	var e *MissingDefinitionsError
+	if errors.As(err, &e) {
+		return e.Digests
+	}
+	return nil
+}
+
 // recompile checks that the module's spec is what its definition and
-// values compile to.
-func (v *Verifier) recompile(path string, defSum [sha256.Size]byte, mw moduleWire, name string) error {
+// values compile to. With a Cache, a definition and values already
+// compiled to this very spec are not compiled again.
+func (v *Verifier) recompile(path string, mod Module) error {
 	var key [2 * sha256.Size]byte
 	memo := v.Cache != nil && !v.Cache.noCompileMemo
 	if memo {
+		defSum := sha256.Sum256([]byte(mod.Release.Digest))
 		copy(key[:], defSum[:])
-		valSum := sha256.Sum256(mw.Values)
+		valSum := sha256.Sum256(mod.Values)
 		copy(key[sha256.Size:], valSum[:])
-		if d, ok := v.Cache.compiledDigest(key); ok && d == mw.SpecDigest {
+		if d, ok := v.Cache.compiledDigest(key); ok && d == mod.SpecDigest {
 			return nil
 		}
 	}
-	spec, digest, err := v.Compile(mw.Definition, mw.Values)
+	name := mod.Release.Name
+	spec, digest, err := v.Compile(mod.Definition, mod.Values)
 	if err != nil {
 		return &Error{Doc: "manifest", Path: path, Reason: ErrCompile, Detail: "module " + name, Err: err}
 	}
-	if digest != mw.SpecDigest || !bytes.Equal(spec, mw.Spec) {
-		return refuse("manifest", path+".spec", ErrSpecMismatch, fmt.Sprintf("module %s compiles to %s, the manifest carries %s", name, clip(digest), mw.SpecDigest))
+	if digest != mod.SpecDigest || !bytes.Equal(spec, mod.Spec) {
+		return refuse("manifest", path+".spec", ErrSpecMismatch, fmt.Sprintf("module %s compiles to %s, the manifest carries %s", name, clip(digest), mod.SpecDigest))
 	}
 	if memo {
 		v.Cache.putCompiled(key, digest)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -153,6 +154,53 @@ func TestVerifyCompileError(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "zone_count") {
 		t.Errorf("Verify() = %v, want the compile error in the message", err)
+	}
+}
+
+// Definitions travel apart: Verify names the missing ones, after every
+// other check, and accepts once the agent has fetched them.
+func TestVerifyAsksForMissingDefinitions(t *testing.T) {
+	f := newFixture(t, false)
+	env := f.sign(f.manifest())
+	if bytes.Contains(env, []byte("definition")) {
+		t.Error("the manifest carries a definition: definitions travel by digest")
+	}
+	have := map[string][]byte{}
+	v := f.verifier(nil)
+	v.Definitions = func(digest string) []byte { return have[digest] }
+	_, _, err := v.Verify(env, state())
+	want := []string{Digest(f.modules[0].definition), Digest(f.modules[1].definition), Digest(f.modules[2].definition)}
+	if got := MissingDefinitions(err); !slices.Equal(got, want) {
+		t.Fatalf("MissingDefinitions(%v) = %v, want %v", err, got, want)
+	}
+	if !errors.Is(err, ErrDefinitionMissing) || Code(err) != "definition_missing" {
+		t.Errorf("Verify() = %v, want ErrDefinitionMissing (code definition_missing)", err)
+	}
+	have[want[1]] = f.modules[1].definition
+	_, _, err = v.Verify(env, state())
+	if got := MissingDefinitions(err); !slices.Equal(got, []string{want[0], want[2]}) {
+		t.Fatalf("with one fetched, MissingDefinitions(%v) = %v, want the other two", err, got)
+	}
+	// A refusal comes before the request for definitions: nothing is
+	// fetched for a manifest that will be refused anyway.
+	_, _, err = v.Verify(env, State{Serial: 42})
+	if !errors.Is(err, ErrRollback) {
+		t.Errorf("a replayed manifest with definitions missing: Verify() = %v, want %v", err, ErrRollback)
+	}
+	for i, d := range want {
+		have[d] = f.modules[i].definition
+	}
+	m, _, err := v.Verify(env, state())
+	if err != nil {
+		t.Fatalf("with every definition: Verify() = %v", err)
+	}
+	for i, mod := range m.Modules {
+		if !bytes.Equal(mod.Definition, f.modules[i].definition) {
+			t.Errorf("modules[%d].Definition is not the released definition", i)
+		}
+	}
+	if MissingDefinitions(errors.New("other")) != nil || MissingDefinitions(nil) != nil {
+		t.Error("MissingDefinitions of another error must be nil")
 	}
 }
 

@@ -336,6 +336,10 @@ func TestDaemonEndToEnd(t *testing.T) {
 	if n := ctl.BlobFetches("sha256:" + sha256hex(roster)); n != 1 {
 		t.Errorf("the roster blob was fetched %d times, want once", n)
 	}
+	// The module definition travels apart, by digest, and is fetched once.
+	if n := ctl.BlobFetches("sha256:" + sha256hex(mod.Module().Definition)); n != 1 {
+		t.Errorf("the module definition was fetched %d times, want once", n)
+	}
 
 	// A manifest signed by a key the root does not know: refused,
 	// reported, and manifest 2 stays applied.

@@ -46,9 +46,12 @@ var rootCodes = map[string]bool{"unknown_key": true, "threshold": true, "wrong_r
 // again. A *RefusedError when the manifest is refused.
 func (a *Agent) verify(ctx context.Context, env []byte) (*manifest.Manifest, manifest.State, error) {
 	last := a.lastState()
-	m, next, err := a.verifier().Verify(env, last)
+	m, next, err := a.verifyFetching(ctx, env, last)
 	if err == nil {
 		return m, next, nil
+	}
+	if errors.As(err, new(*fetchError)) || errors.As(err, new(*RefusedError)) {
+		return nil, manifest.State{}, err
 	}
 	if !rootCodes[manifest.Code(err)] {
 		return nil, manifest.State{}, refusal(err)
@@ -60,11 +63,42 @@ func (a *Agent) verify(ctx context.Context, env []byte) (*manifest.Manifest, man
 	if !walked {
 		return nil, manifest.State{}, refusal(err)
 	}
-	m, next, err = a.verifier().Verify(env, last)
+	m, next, err = a.verifyFetching(ctx, env, last)
+	if errors.As(err, new(*fetchError)) || errors.As(err, new(*RefusedError)) {
+		return nil, manifest.State{}, err
+	}
 	if err != nil {
 		return nil, manifest.State{}, refusal(err)
 	}
 	return m, next, nil
+}
+
+// fetchError is a definition the agent could not fetch now (the
+// controller out of reach…): not a refusal, tried again at the next poll.
+type fetchError struct{ err error }
+
+func (e *fetchError) Error() string { return e.err.Error() }
+func (e *fetchError) Unwrap() error { return e.err }
+
+// verifyFetching verifies env; when the verifier lacks module definitions
+// (they travel apart, by digest), it fetches them into the cache and
+// verifies again. A definition that cannot be fetched now is an error
+// that is not a refusal: the agent tries again at its next poll.
+func (a *Agent) verifyFetching(ctx context.Context, env []byte, last manifest.State) (*manifest.Manifest, manifest.State, error) {
+	m, next, err := a.verifier().Verify(env, last)
+	missing := manifest.MissingDefinitions(err)
+	if missing == nil {
+		return m, next, err
+	}
+	for _, digest := range missing {
+		if err := a.fetchDefinition(ctx, digest); err != nil {
+			if errors.As(err, new(*RefusedError)) {
+				return nil, manifest.State{}, err
+			}
+			return nil, manifest.State{}, &fetchError{err}
+		}
+	}
+	return a.verifier().Verify(env, last)
 }
 
 // walkRoots fetches the roots after the pinned one from the controller and
@@ -157,20 +191,31 @@ func (a *Agent) blob(ctx context.Context, ref manifest.BlobRef, fetch bool) (str
 	if !fetch {
 		return "", fmt.Errorf("blob %s (%s) is not in the cache: the daemon fetches it at its next poll", ref.Name, ref.Digest)
 	}
+	return path, a.fetchBlob(ctx, ref.Name, ref.Digest, ref.Size, func(sum []byte, tmp string) error { return checkSum(ref, sum, tmp) })
+}
+
+// fetchBlob fetches at most limit bytes of the blob of that digest from
+// the controller into the cache, through check (given the bytes' SHA-256
+// and the file), and moves it in place only when check passes.
+func (a *Agent) fetchBlob(ctx context.Context, name, digest string, limit int64, check func(sum []byte, tmp string) error) error {
+	path := a.blobPath(digest)
 	a.mu.Lock()
 	client := a.client
 	a.mu.Unlock()
+	if client == nil {
+		return fmt.Errorf("blob %s (%s) is not in the cache, and this server is not enrolled", name, digest)
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return "", fmt.Errorf("state: %w", err)
+		return fmt.Errorf("state: %w", err)
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-blob-*")
 	if err != nil {
-		return "", fmt.Errorf("state: %w", err)
+		return fmt.Errorf("state: %w", err)
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp)
 	h := sha256.New()
-	err = client.Blob(ctx, ref.Digest, ref.Size, io.MultiWriter(f, h))
+	err = client.Blob(ctx, digest, limit, io.MultiWriter(f, h))
 	if err == nil {
 		err = f.Sync()
 	}
@@ -179,21 +224,52 @@ func (a *Agent) blob(ctx context.Context, ref manifest.BlobRef, fetch bool) (str
 	}
 	if err != nil {
 		if errors.Is(err, api.ErrTooLarge) {
-			return "", &RefusedError{Refusal: api.Refusal{Code: "blob_size", Message: fmt.Sprintf("blob %s: the controller sent more than the %d bytes listed", ref.Name, ref.Size)}}
+			return &RefusedError{Refusal: api.Refusal{Code: "blob_size", Message: fmt.Sprintf("blob %s: the controller sent more than the %d bytes allowed", name, limit)}}
 		}
-		return "", fmt.Errorf("fetch blob %s: %w", ref.Name, err)
+		return fmt.Errorf("fetch blob %s: %w", name, err)
 	}
-	if err := checkSum(ref, h.Sum(nil), tmp); err != nil {
-		return "", err
+	if err := check(h.Sum(nil), tmp); err != nil {
+		return err
 	}
 	if err := os.Chmod(tmp, 0o400); err != nil {
-		return "", fmt.Errorf("state: %w", err)
+		return fmt.Errorf("state: %w", err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		return "", fmt.Errorf("state: %w", err)
+		return fmt.Errorf("state: %w", err)
 	}
-	a.log.Info("blob fetched", "blob", ref.Name, "digest", ref.Digest, "size", ref.Size)
-	return path, nil
+	a.log.Info("blob fetched", "blob", name, "digest", digest)
+	return nil
+}
+
+// fetchDefinition fetches a module definition by its digest (the one a
+// signed release names) into the blob cache.
+func (a *Agent) fetchDefinition(ctx context.Context, digest string) error {
+	return a.fetchBlob(ctx, "module definition", digest, manifest.MaxDefinitionSize, func(sum []byte, _ string) error {
+		if got := "sha256:" + hex.EncodeToString(sum); got != digest {
+			return &RefusedError{Refusal: api.Refusal{Code: "definition_digest", Message: fmt.Sprintf("module definition: bytes are %s, the release signed %s", got, digest)}}
+		}
+		return nil
+	})
+}
+
+// definition is the verifier's store of module definitions: the cached
+// blob of that digest when it is intact, else nil (the verifier then asks
+// for it to be fetched). Definitions read are kept in memory.
+func (a *Agent) definition(digest string) []byte {
+	a.defsMu.Lock()
+	defer a.defsMu.Unlock()
+	if d, ok := a.defs[digest]; ok {
+		return d
+	}
+	data, err := os.ReadFile(a.blobPath(digest))
+	if err != nil || len(data) > manifest.MaxDefinitionSize || manifest.Digest(data) != digest {
+		return nil
+	}
+	if a.defs == nil || len(a.defs) >= manifest.MaxModules*2 {
+		a.defs = map[string][]byte{}
+	}
+	a.defs[digest] = data
+	return data
 }
 
 // checkBlobFile checks a cached blob against its reference, reading it
@@ -230,6 +306,9 @@ func (a *Agent) gcBlobs(st *Stored) {
 	keep := map[string]bool{}
 	for _, b := range st.Blobs {
 		keep[filepath.Base(a.blobPath(b.Digest))] = true
+	}
+	for _, m := range st.Modules {
+		keep[filepath.Base(a.blobPath(manifest.Digest(m.Definition)))] = true
 	}
 	des, err := os.ReadDir(a.store.Path(dirBlobs))
 	if err != nil {

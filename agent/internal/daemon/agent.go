@@ -91,6 +91,9 @@ type Agent struct {
 	// compiler keeps the parsed module definitions: a manifest whose
 	// values changed recompiles without parsing its modules again.
 	compiler schema.Compiler
+	// defs keeps the module definitions read from the blob cache.
+	defsMu sync.Mutex
+	defs   map[string][]byte
 
 	factsOnce sync.Once
 	factsVal  api.Facts
@@ -240,6 +243,7 @@ func (a *Agent) verifier() *manifest.Verifier {
 		UAI:          a.id.UAI,
 		AgentVersion: a.version,
 		Compile:      a.compiler.CompileBytes,
+		Definitions:  a.definition,
 		Now:          a.now,
 		Cache:        &a.cache,
 	}

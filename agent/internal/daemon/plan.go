@@ -64,7 +64,10 @@ func (a *Agent) Plan(ctx context.Context, envelope []byte, source string) (PlanR
 	res := PlanResult{Source: "last-known-good manifest"}
 	if envelope != nil {
 		res.Source = source
-		m, next, err := a.verifier().Verify(envelope, manifest.State{})
+		m, next, err := a.verifyFetching(ctx, envelope, manifest.State{})
+		if errors.As(err, new(*fetchError)) || errors.As(err, new(*RefusedError)) {
+			return PlanResult{}, err
+		}
 		if err != nil {
 			return PlanResult{}, refusal(err)
 		}

@@ -294,6 +294,9 @@ func (c *Controller) Build(mods []Module, blobs map[string][]byte, secrets map[s
 			c.t.Fatal(err)
 		}
 		m.Modules = append(m.Modules, manifest.Module{ReleaseEnvelope: rel, Definition: mod.Definition, Values: mod.Values, Spec: spec, SpecDigest: digest})
+		c.mu.Lock()
+		c.blobs[manifest.Digest(mod.Definition)] = mod.Definition // definitions travel apart, as blobs
+		c.mu.Unlock()
 	}
 	for name, b := range blobs {
 		d := manifest.Digest(b)

@@ -45,6 +45,8 @@ type Agent struct {
 	Manifest *manifest.Manifest
 	Now      func() time.Time
 	Poll     api.PollHints
+	// Definitions are the module definitions fetched, by digest.
+	Definitions map[string][]byte
 	// Sessions, when set, lets the agent's clients resume TLS sessions.
 	Sessions tls.ClientSessionCache
 
@@ -226,8 +228,22 @@ func (a *Agent) PullWith(ctx context.Context, c *http.Client, wait time.Duration
 		return false, err
 	}
 	v := &manifest.Verifier{Trust: a.Trust, ServerID: a.ID, UAI: a.UAI, AgentVersion: version.Must(version.NewVersion("1.3.0")),
-		Compile: schema.CompileBytes, Now: a.Now}
+		Compile: schema.CompileBytes, Definitions: a.definition, Now: a.Now}
 	m, st, err := v.Verify(env, a.State)
+	if missing := manifest.MissingDefinitions(err); missing != nil {
+		// Definitions travel apart: fetch them by digest, as the agent does.
+		for _, d := range missing {
+			def, err := a.GetWith(ctx, c, api.PathBlobs+d)
+			if err != nil {
+				return false, fmt.Errorf("definition %s: %w", d, err)
+			}
+			if a.Definitions == nil {
+				a.Definitions = map[string][]byte{}
+			}
+			a.Definitions[d] = def
+		}
+		m, st, err = v.Verify(env, a.State)
+	}
 	if err != nil {
 		return false, fmt.Errorf("manifest refused: %w", err)
 	}
@@ -235,13 +251,26 @@ func (a *Agent) PullWith(ctx context.Context, c *http.Client, wait time.Duration
 	return true, nil
 }
 
+// definition is the agent's store of module definitions fetched by digest.
+func (a *Agent) definition(digest string) []byte {
+	if d := a.Definitions[digest]; manifest.Digest(d) == digest {
+		return d
+	}
+	return nil
+}
+
 // Get fetches a path with the agent's client; the body of a 200.
 func (a *Agent) Get(ctx context.Context, path string) ([]byte, error) {
+	return a.GetWith(ctx, a.Client(), path)
+}
+
+// GetWith is Get with another client.
+func (a *Agent) GetWith(ctx context.Context, c *http.Client, path string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.URL+path, nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := a.Client().Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		return nil, err
 	}

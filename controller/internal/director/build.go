@@ -237,6 +237,13 @@ func (d *Director) build(m *model, sv store.Server, now time.Time, sign, force b
 		blobs = append(blobs, blobRefs[n])
 		digests = append(digests, blobRefs[n].Digest)
 	}
+	// The modules' definitions travel apart too, by the digest their
+	// releases sign: the agent may fetch them as blobs.
+	for _, name := range names {
+		if pm := d.parsedModule(moduleKey(name, chosen[name])); pm != nil && !slices.Contains(digests, pm.meta.Digest) {
+			digests = append(digests, pm.meta.Digest)
+		}
+	}
 	serial := prev.Serial + 1
 	mf := &manifest.Manifest{
 		Target:  manifest.Target{ServerID: sv.ID, UAI: sv.UAI},
@@ -338,9 +345,10 @@ func (d *Director) compileModule(m *model, sv store.Server, levels []namedLevel,
 			blobRefs[name] = manifest.BlobRef{Name: name, Digest: s, Size: size}
 		}
 	}
+	// No Definition: it travels apart, and was checked against its
+	// release when it was published.
 	return manifest.Module{
 			ReleaseEnvelope: pm.meta.Release,
-			Definition:      pm.meta.Definition,
 			Values:          values,
 			Spec:            compiled.Spec,
 			SpecDigest:      compiled.Digest,

@@ -566,7 +566,9 @@ func (d *Director) Publish(ctx context.Context, definition, release []byte, acto
 	detail, _ := json.Marshal(map[string]any{"kind": rel.Kind, "counter": rel.Counter})
 	err = d.cfg.Store.Commit(ctx, &store.Batch{
 		Modules: []store.Module{m},
-		Audit:   []store.AuditEntry{{Time: now, Actor: actor, Action: "module.publish", Target: "module:" + rel.Name + "@" + rel.Version, After: rel.Digest, Detail: detail}},
+		// The agents fetch the definition by digest, as a blob.
+		Blobs: []store.Blob{{Digest: rel.Digest, Size: int64(len(definition)), Data: definition, Created: now}},
+		Audit: []store.AuditEntry{{Time: now, Actor: actor, Action: "module.publish", Target: "module:" + rel.Name + "@" + rel.Version, After: rel.Digest, Detail: detail}},
 	})
 	if errors.Is(err, store.ErrConflict) {
 		return store.Module{}, &InputError{Err: err}

@@ -103,12 +103,22 @@ func (f *fixture) verify(id string, last manifest.State) (*manifest.Manifest, st
 	}
 	sv, _ := f.s.Server(context.Background(), id)
 	v := &manifest.Verifier{Trust: f.keys.Trust, ServerID: id, UAI: sv.UAI, AgentVersion: version.Must(version.NewVersion("1.3.0")),
-		Compile: schema.CompileBytes, Now: func() time.Time { return f.now }}
+		Compile: schema.CompileBytes, Definitions: f.definition, Now: func() time.Time { return f.now }}
 	m, _, err := v.Verify(rec.Envelope, last)
 	if err != nil {
 		f.t.Fatalf("agent %s refuses its manifest: %v", id, err)
 	}
 	return m, rec
+}
+
+// definition serves a published module definition by digest, as the
+// controller's blob route does.
+func (f *fixture) definition(digest string) []byte {
+	b, err := f.s.Blob(context.Background(), digest)
+	if err != nil {
+		return nil
+	}
+	return b.Data
 }
 
 func spec(t *testing.T, m *manifest.Manifest, i int) ctltest.NoteSpec {
@@ -346,7 +356,12 @@ func TestSecretsAndBlobs(t *testing.T) {
 	if diff := cmp.Diff([]manifest.BlobRef{{Name: "roster_blob", Digest: digest, Size: int64(len(data))}}, m.Blobs); diff != "" {
 		t.Errorf("blobs (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{digest}, rec.Blobs); diff != "" {
+	// The server may fetch its blobs and its modules' definitions.
+	want := []string{digest}
+	for _, mod := range m.Modules {
+		want = append(want, mod.Release.Digest)
+	}
+	if diff := cmp.Diff(want, rec.Blobs); diff != "" {
 		t.Errorf("stored blobs (-want +got):\n%s", diff)
 	}
 }

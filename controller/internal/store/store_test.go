@@ -114,7 +114,7 @@ func testStore(t *testing.T, open opener) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff([]int{1}, vs); diff != "" {
+		if diff := cmp.Diff([]int{1, 2}, vs); diff != "" {
 			t.Errorf("Migrations() (-want +got):\n%s", diff)
 		}
 		if ss, ok := s.(*sqlStore); ok {
