@@ -99,6 +99,14 @@ type Checker interface {
 	Check(ctx context.Context) error
 }
 
+// SpecCheck is the optional ability of a kind to run its
+// check from a spec, in a process that has not planned or applied it yet
+// (alize check): the spec says where its services are (the directory's
+// address, for the accounts).
+type SpecCheck[S any] interface {
+	CheckSpec(ctx context.Context, want S) error
+}
+
 // SpecChecker decodes a compiled spec strictly into a kind's Go type and
 // validates it. The controller holds one per kind, wired explicitly, and
 // runs it before it signs a manifest; the agent runs the same before it

@@ -271,3 +271,14 @@ func (k *Accounts) Check(ctx context.Context) error {
 	p.close()
 	return nil
 }
+
+// CheckSpec is Check for the directory want names (alize check, in a
+// process that has not planned it).
+func (k *Accounts) CheckSpec(ctx context.Context, want Spec) error {
+	p, err := k.connect(ctx, &want, 1)
+	if err != nil {
+		return err
+	}
+	p.close()
+	return nil
+}

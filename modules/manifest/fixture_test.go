@@ -288,6 +288,7 @@ func (f *fixture) module(m fixtureModule) Module {
 		Values:          m.values,
 		Spec:            spec,
 		SpecDigest:      digest,
+		Sources:         map[string]string{"zone_count": "academy", "admin_cidr": "establishment"},
 	}
 }
 

@@ -106,7 +106,7 @@ func (f *fixture) signUnchecked(m *Manifest) []byte {
 	for _, mod := range m.Modules {
 		w.Modules = append(w.Modules, moduleWire{
 			Release: jsontext.Value(mod.ReleaseEnvelope),
-			Values:  jsontext.Value(mod.Values), Spec: jsontext.Value(mod.Spec), SpecDigest: mod.SpecDigest,
+			Values:  jsontext.Value(mod.Values), Spec: jsontext.Value(mod.Spec), SpecDigest: mod.SpecDigest, Sources: mod.Sources,
 		})
 	}
 	p, err := marshal(&w)
@@ -406,6 +406,9 @@ func hostileCases() []hostileCase {
 		}},
 		{name: "module-definition-oversized", op: opDefinition, want: ErrTooLarge, inline: true, make: func(f *fixture) []byte {
 			return bytes.Repeat([]byte("# padding\n"), MaxDefinitionSize/10+1)
+		}},
+		{name: "module-sources-not-names", op: opManifest, want: ErrInvalid, make: func(f *fixture) []byte {
+			return f.signUnchecked(f.withModule(2, func(m *Module) { m.Sources = map[string]string{"admin_cidr": "group:\nlycées"} }))
 		}},
 		{name: "module-spec-digest-mismatch", op: opManifest, want: ErrSpecDigest, make: func(f *fixture) []byte {
 			return f.signUnchecked(f.withModule(1, func(m *Module) { m.SpecDigest = Digest([]byte("another spec")) }))

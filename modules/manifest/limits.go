@@ -37,6 +37,8 @@ const (
 	MaxModules = 64
 	MaxBlobs   = 256
 	MaxSecrets = 64
+	// MaxSources bounds the variables whose level a module's sources name.
+	MaxSources = 1024
 	// MaxNameLength bounds module, blob and secret names, server ids and kinds.
 	MaxNameLength = 64
 

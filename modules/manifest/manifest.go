@@ -54,6 +54,11 @@ type Module struct {
 	Spec []byte
 	// SpecDigest is "sha256:<hex>" of Spec.
 	SpecDigest string
+	// Sources says, for each variable that has a value, which level gave
+	// it ("server", "establishment", "group:lycees", "academy", "fleet",
+	// "inventory", "default"), for the technician's plan. Informative: it
+	// takes no part in the compile.
+	Sources map[string]string
 }
 
 // The manifest payload, as it travels. Embedded JSON (the release
@@ -69,10 +74,11 @@ type manifestWire struct {
 }
 
 type moduleWire struct {
-	Release    jsontext.Value `json:"release"`
-	Values     jsontext.Value `json:"values"`
-	Spec       jsontext.Value `json:"spec"`
-	SpecDigest string         `json:"spec_digest"`
+	Release    jsontext.Value    `json:"release"`
+	Values     jsontext.Value    `json:"values"`
+	Spec       jsontext.Value    `json:"spec"`
+	SpecDigest string            `json:"spec_digest"`
+	Sources    map[string]string `json:"sources,omitempty"`
 }
 
 // validate checks the manifest's own rules (not the signatures, not the
@@ -106,6 +112,16 @@ func (w *manifestWire) validate() error {
 		}
 		if !validDigest(m.SpecDigest) {
 			errs.Add(path+".spec_digest", "must be sha256:<64 lowercase hex digits>, got %s", clip(m.SpecDigest))
+		}
+		if len(m.Sources) > MaxSources {
+			errs.Add(path+".sources", "%d entries, at most %d", len(m.Sources), MaxSources)
+			continue
+		}
+		for name, level := range m.Sources {
+			if !validName(name) || !validID(level) {
+				errs.Add(path+".sources", "%s: %s: must be a variable name and a level name", clip(name), clip(level))
+				break
+			}
 		}
 	}
 	blobs := make(map[string]bool, len(w.Blobs))
@@ -180,8 +196,7 @@ func SignManifest(m *Manifest, keys ...*Key) ([]byte, error) {
 		if Digest(mod.Spec) != mod.SpecDigest {
 			return nil, fmt.Errorf("manifest: sign manifest: %s: spec digest is not the spec's", path)
 		}
-		compact := jsontext.Value(bytes.Clone(mod.Spec))
-		if err := compact.Compact(); err != nil || !bytes.Equal(compact, mod.Spec) {
+		if !compactJSON(mod.Spec) {
 			return nil, fmt.Errorf("manifest: sign manifest: %s: spec is not compact JSON", path)
 		}
 		rel, err := readRelease(mod.ReleaseEnvelope)
@@ -196,6 +211,7 @@ func SignManifest(m *Manifest, keys ...*Key) ([]byte, error) {
 			Values:     jsontext.Value(mod.Values),
 			Spec:       jsontext.Value(mod.Spec),
 			SpecDigest: mod.SpecDigest,
+			Sources:    mod.Sources,
 		}
 	}
 	if err := w.tooMany(); err != nil {
@@ -216,6 +232,28 @@ func SignManifest(m *Manifest, keys ...*Key) ([]byte, error) {
 		return nil, fmt.Errorf("manifest: sign manifest: %w", err)
 	}
 	return env, nil
+}
+
+// compactJSON reports whether b is one valid JSON value without
+// insignificant whitespace, as the compile function writes specs.
+func compactJSON(b []byte) bool {
+	if !jsontext.Value(b).IsValid() {
+		return false
+	}
+	inString, escaped := false, false
+	for _, c := range b {
+		switch {
+		case escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case c == '"':
+			inString = !inString
+		case !inString && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
+			return false
+		}
+	}
+	return true
 }
 
 // readRelease reads a release envelope's payload without verifying it.
@@ -391,6 +429,7 @@ func (v *Verifier) Verify(envelope []byte, last State) (*Manifest, State, error)
 			Values:          mw.Values,
 			Spec:            mw.Spec,
 			SpecDigest:      mw.SpecDigest,
+			Sources:         mw.Sources,
 		}
 	}
 	for i, s := range w.Secrets {

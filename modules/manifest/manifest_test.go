@@ -63,6 +63,11 @@ func TestVerifyAccepts(t *testing.T) {
 			}
 		}
 	}
+	for i := range got.Modules {
+		if diff := cmp.Diff(m.Modules[i].Sources, got.Modules[i].Sources); diff != "" || len(got.Modules[i].Sources) == 0 {
+			t.Errorf("modules[%d].Sources (-want +got):\n%s", i, diff)
+		}
+	}
 	if diff := cmp.Diff(m.Blobs, got.Blobs); diff != "" {
 		t.Errorf("Blobs (-want +got):\n%s", diff)
 	}
@@ -598,5 +603,16 @@ func TestEncodeEnvelope(t *testing.T) {
 	}
 	if string(got) != string(want) {
 		t.Errorf("encodeEnvelope() = %s, want %s", got, want)
+	}
+}
+
+func TestCompactJSON(t *testing.T) {
+	for in, want := range map[string]bool{
+		`{"a":"b c"}`: true, `{"a":"\" ","b":[1,2]}`: true, `{"a":"\\"}`: true, `[]`: true,
+		`{"a": 1}`: false, `{"a":1} `: false, "{\n}": false, `{"a":"\\" }`: false, `{"a":`: false, `{"a":1}{}`: false,
+	} {
+		if got := compactJSON([]byte(in)); got != want {
+			t.Errorf("compactJSON(%s) = %v, want %v", in, got, want)
+		}
 	}
 }

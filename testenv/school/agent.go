@@ -44,15 +44,11 @@ checks:
 firewall:
   admin_networks: [10.255.0.0/24]
   confirm_deadline: 5s
-accounts:  # the manifest names the directory too; alize check reads this
-  url: %s
-  bind_dn: %s
-  bind_password_file: %s
 shares:
   include: %s
   smb_conf: %s
   allowed_roots: [%s]
-`, s.LDAP.Port, s.SMB.Port, s.LDAP.URL, s.LDAP.AdminDN, filepath.Join(s.Dir, "ldap.secret"),
+`, s.LDAP.Port, s.SMB.Port,
 		filepath.Join(s.Dir, "alize-shares.conf"), s.SMB.Conf, s.Srv)
 	if err := os.WriteFile(a.Config, []byte(config), 0o600); err != nil {
 		s.t.Fatal(err)
@@ -176,6 +172,35 @@ func (a *Agent) Status() (Status, error) {
 		return st, fmt.Errorf("alize status --json: %w: %s%s", err, out, errb)
 	}
 	return st, nil
+}
+
+// Sources reads `alize plan --json`: for each module, where each
+// variable's value comes from.
+func (a *Agent) Sources() (map[string]map[string]string, error) {
+	var plan struct {
+		Modules []struct {
+			Module    string `json:"module"`
+			Variables []struct {
+				Name string `json:"name"`
+				From string `json:"from"`
+			} `json:"variables"`
+		} `json:"modules"`
+	}
+	out, errb, _, err := a.run("plan", "--json")
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(out), &plan); err != nil {
+		return nil, fmt.Errorf("alize plan --json: %w: %s%s", err, out, errb)
+	}
+	src := map[string]map[string]string{}
+	for _, m := range plan.Modules {
+		src[m.Module] = map[string]string{}
+		for _, v := range m.Variables {
+			src[m.Module][v.Name] = v.From
+		}
+	}
+	return src, nil
 }
 
 // Enroll enrolls the school server with a token.

@@ -84,6 +84,15 @@ func (s *School) Story(fig *Figures) []Step {
 						return fmt.Errorf("alize status does not show the %s kind", k)
 					}
 				}
+				// The technician's plan says which level gave each value.
+				src, err := s.Agent.Sources()
+				if err != nil {
+					return err
+				}
+				fw, acc := src["amon-firewall"], src["scribe-accounts"]
+				if fw["admin_cidr"] != "establishment" || fw["controller_address"] != "academy" || acc["uai"] != "inventory" {
+					return fmt.Errorf("alize plan: the firewall's variables come from %v, the accounts' from %v; want admin_cidr from establishment, controller_address from academy, uai from inventory", fw, acc)
+				}
 				return nil
 			},
 		},

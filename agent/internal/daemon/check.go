@@ -153,13 +153,12 @@ func (a *Agent) Check(ctx context.Context, daemonRunning bool) []Check {
 	if err != nil {
 		add("kinds", CheckFailed, "%v", err)
 	} else if lkg != nil {
+		// Each kind checks the state its module's spec describes, with the
+		// manifest's secrets and blobs at hand (the directory's address
+		// and bind password are in the manifest, not in agent.yaml).
+		errs := eng.Check(ctx, a.modules(lkg), a.inputs(ctx, lkg, false))
 		for _, m := range lkg.Modules {
-			k, ok := eng.Kind(m.Kind)
-			if !ok {
-				add("kind "+m.Kind, CheckFailed, "this agent has no kind %s (module %s): upgrade alize", m.Kind, m.Name)
-				continue
-			}
-			switch err := k.Check(ctx); {
+			switch err := errs[m.Name]; {
 			case errors.Is(err, engine.ErrNoCheck):
 			case err != nil:
 				add("kind "+m.Kind, CheckFailed, "%v", err)

@@ -39,9 +39,11 @@ type PlanModule struct {
 type Variable struct {
 	Name  string `json:"name"`
 	Value string `json:"value"` // JSON; "(secret)" for a secret
-	// From says where the value comes from: "module default", "controller"
-	// (set at the fleet, academy, group, establishment or server level),
-	// or "none" (no value).
+	// From says where the value comes from: the level the controller took
+	// it from ("server", "establishment", "group:lycees", "academy",
+	// "fleet", "inventory" — the establishment's record), "module default",
+	// or "none" (no value). A manifest from a controller that does not say
+	// gives "controller".
 	From string `json:"from"`
 }
 
@@ -121,10 +123,16 @@ func variables(m StoredModule) []Variable {
 			}
 		case !ok || string(raw) == "null":
 			x.Value, x.From = "(none)", FromNone
-		case v.Default != nil && sameJSON(raw, v.Default):
+		case m.Sources == nil && v.Default != nil && sameJSON(raw, v.Default):
 			x.From = FromDefault
 		default:
 			x.From = FromController
+		}
+		if src, ok := m.Sources[v.Name]; ok && x.From != FromNone {
+			x.From = src
+			if src == schema.FromDefault {
+				x.From = FromDefault
+			}
 		}
 		out = append(out, x)
 	}

@@ -60,6 +60,8 @@ type StoredModule struct {
 	Values     json.RawMessage `json:"values"`
 	Spec       json.RawMessage `json:"spec"`
 	SpecDigest string          `json:"spec_digest"`
+	// Sources: the level that gave each variable its value.
+	Sources map[string]string `json:"sources,omitempty"`
 }
 
 func newStored(env []byte, etag string, received time.Time, m *manifest.Manifest, st manifest.State) *Stored {
@@ -71,7 +73,7 @@ func newStored(env []byte, etag string, received time.Time, m *manifest.Manifest
 	for _, mod := range m.Modules {
 		s.Modules = append(s.Modules, StoredModule{
 			Name: mod.Release.Name, Version: mod.Release.Version, Kind: mod.Release.Kind, Counter: mod.Release.Counter,
-			Definition: mod.Definition, Values: mod.Values, Spec: mod.Spec, SpecDigest: mod.SpecDigest,
+			Definition: mod.Definition, Values: mod.Values, Spec: mod.Spec, SpecDigest: mod.SpecDigest, Sources: mod.Sources,
 		})
 	}
 	return s

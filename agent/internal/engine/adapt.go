@@ -71,24 +71,51 @@ func (a *adapted[S]) Name() string        { return a.k.Name() }
 func (a *adapted[S]) DependsOn() []string { return slices.Clone(a.deps) }
 
 func (a *adapted[S]) Plan(ctx context.Context, spec []byte, in Inputs) (modules.Plan, error) {
-	if a.resolve {
-		resolved, err := in.Resolve(spec)
-		if err != nil {
-			return modules.Plan{}, err
-		}
-		if len(resolved) > 0 && len(spec) > 0 && &resolved[0] != &spec[0] {
-			defer clear(resolved) // a copy that may hold secrets
-		}
-		spec = resolved
-	}
-	want, err := modules.DecodeSpec[S](spec)
+	want, done, err := a.decode(spec, in)
 	if err != nil {
 		return modules.Plan{}, err
 	}
-	if err := a.k.Validate(want); err != nil {
-		return modules.Plan{}, fmt.Errorf("invalid spec: %w", err)
-	}
+	defer done()
 	return a.k.Plan(ctx, want)
+}
+
+func (a *adapted[S]) CheckSpec(ctx context.Context, spec []byte, in Inputs) error {
+	c, ok := a.k.(modules.SpecCheck[S])
+	if !ok {
+		return a.Check(ctx)
+	}
+	want, done, err := a.decode(spec, in)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return c.CheckSpec(ctx, want)
+}
+
+// decode resolves (for AdaptResolved), decodes and validates a spec; done
+// clears the resolved copy, which may hold secrets, once it is used.
+func (a *adapted[S]) decode(spec []byte, in Inputs) (want S, done func(), err error) {
+	done = func() {}
+	if a.resolve {
+		resolved, err := in.Resolve(spec)
+		if err != nil {
+			return want, nil, err
+		}
+		if len(resolved) > 0 && len(spec) > 0 && &resolved[0] != &spec[0] {
+			done = func() { clear(resolved) } // a copy that may hold secrets
+		}
+		spec = resolved
+	}
+	want, err = modules.DecodeSpec[S](spec)
+	if err != nil {
+		done()
+		return want, nil, err
+	}
+	if err := a.k.Validate(want); err != nil {
+		done()
+		return want, nil, fmt.Errorf("invalid spec: %w", err)
+	}
+	return want, done, nil
 }
 
 func (a *adapted[S]) Apply(ctx context.Context, p modules.Plan) (modules.Result, error) {

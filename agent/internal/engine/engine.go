@@ -65,6 +65,10 @@ type Kind interface {
 	// Check runs the kind's own check of its applied state
 	// (modules.Checker); ErrNoCheck when the kind has none.
 	Check(ctx context.Context) error
+	// CheckSpec is Check for the state spec describes, in a process that
+	// has not planned it (modules.SpecCheck; Check when the kind has no
+	// such ability).
+	CheckSpec(ctx context.Context, spec []byte, in Inputs) error
 }
 
 // ErrNoCheck is Kind.Check's answer for a kind without a check.
@@ -244,6 +248,27 @@ func (e *Engine) Run(ctx context.Context, mods []Module, in Inputs) Result {
 // non-empty plan is reported drifted.
 func (e *Engine) Plan(ctx context.Context, mods []Module, in Inputs) Result {
 	return e.run(ctx, mods, in, true)
+}
+
+// Check runs each module's kind check against the module's spec, with the
+// manifest's inputs at hand, and returns its error by module name
+// (ErrNoCheck for a kind without a check; an error for a kind this agent
+// does not have).
+func (e *Engine) Check(ctx context.Context, mods []Module, in Inputs) map[string]error {
+	if e.src != nil {
+		e.src.set(&in)
+		defer e.src.set(nil)
+	}
+	out := make(map[string]error, len(mods))
+	for _, m := range mods {
+		k, ok := e.Kind(m.Kind)
+		if !ok {
+			out[m.Name] = fmt.Errorf("this agent has no kind %s (module %s): upgrade alize", m.Kind, m.Name)
+			continue
+		}
+		out[m.Name] = k.CheckSpec(ctx, m.Spec, in)
+	}
+	return out
 }
 
 func (e *Engine) run(ctx context.Context, mods []Module, in Inputs, dryRun bool) Result {

@@ -556,3 +556,51 @@ func TestSourceDuringRunsOnly(t *testing.T) {
 		t.Error("Open() of a damaged blob succeeded")
 	}
 }
+
+// specChecked checks from its spec, with the run's secrets at hand, as the
+// accounts kind binds to the directory its spec names.
+type specChecked struct {
+	refKind
+	checked string
+}
+
+func (k *specChecked) CheckSpec(ctx context.Context, want refSpec) error {
+	sec, err := k.src.Secret(want.Password)
+	if err != nil {
+		return err
+	}
+	k.checked = string(sec.Reveal())
+	return nil
+}
+
+// alize check in a new process: each kind checks what its module's spec
+// describes, with the manifest's secrets; a kind without that ability
+// runs its plain check; a kind this agent lacks is an error.
+func TestCheckFromSpec(t *testing.T) {
+	src := NewSource()
+	acc := &specChecked{refKind: refKind{src: src}}
+	fw := newMem("firewall", &journal{})
+	fw.checkErr = errors.New("lifeline to the controller closed")
+	e, err := New(testLog(t), time.Now, src, Adapt[refSpec](acc), Adapt[memSpec](fw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := Inputs{Secrets: map[string]manifest.Secret{"ldap_bind": manifest.NewSecret([]byte("pw-0951099D"))}}
+	errs := e.Check(t.Context(), []Module{
+		mod("accounts", `{"password":"secret://ldap_bind","roster":""}`),
+		mod("firewall", `{"items":{}}`),
+		mod("shares", `{}`),
+	}, in)
+	if errs["scribe-accounts"] != nil || acc.checked != "pw-0951099D" {
+		t.Errorf("accounts check = %v with the secret %q, want nil with the manifest's secret", errs["scribe-accounts"], acc.checked)
+	}
+	if !errors.Is(errs["scribe-firewall"], fw.checkErr) {
+		t.Errorf("firewall check = %v, want its own check's error", errs["scribe-firewall"])
+	}
+	if err := errs["scribe-shares"]; err == nil || !strings.Contains(err.Error(), "no kind shares") {
+		t.Errorf("check of a kind the agent lacks = %v", err)
+	}
+	if _, err := src.Secret("secret://ldap_bind"); !errors.Is(err, ErrNoRun) {
+		t.Errorf("Secret() after the check = %v, want ErrNoRun", err)
+	}
+}

@@ -347,8 +347,15 @@ func (d *Director) compileModule(m *model, sv store.Server, levels []namedLevel,
 	}
 	// No Definition: it travels apart, and was checked against its
 	// release when it was published.
+	sources := make(map[string]string, len(resolved))
+	for name, v := range resolved {
+		if v.From != "" {
+			sources[name] = v.From
+		}
+	}
 	return manifest.Module{
 			ReleaseEnvelope: pm.meta.Release,
+			Sources:         sources,
 			Values:          values,
 			Spec:            compiled.Spec,
 			SpecDigest:      compiled.Digest,
