@@ -40,7 +40,7 @@ func BenchmarkFirewallReplace500(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer conn.CloseLasting()
+	defer conn.Close()
 	cpu := startCPU()
 	for b.Loop() {
 		if err := load(conn, ts); err != nil {

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/alize-eple/alize/modules"
-	"github.com/google/nftables"
 )
 
 // Name is the kind's name in modules and manifests.
@@ -217,7 +216,7 @@ func (f *Firewall) Plan(ctx context.Context, want Spec) (modules.Plan, error) {
 	if err != nil {
 		return p, fmt.Errorf("firewall: %w", err)
 	}
-	defer conn.CloseLasting()
+	defer conn.Close()
 	have, err := read(conn)
 	var unreadable errUnreadable
 	switch {
@@ -283,7 +282,7 @@ func (f *Firewall) Apply(ctx context.Context, p modules.Plan) (modules.Result, e
 	if err != nil {
 		return fail(fmt.Errorf("firewall: %w", err))
 	}
-	defer conn.CloseLasting()
+	defer conn.Close()
 	prev, err := read(conn)
 	var unreadable errUnreadable
 	if err != nil && !errors.As(err, &unreadable) {
@@ -342,7 +341,7 @@ func (f *Firewall) Apply(ctx context.Context, p modules.Plan) (modules.Result, e
 // last confirmed ruleset comes back instead; if there is none or it is
 // refused too, the kind's table is removed: an open server can be reached
 // and repaired, a locked one cannot. Only the removal is an error.
-func (f *Firewall) restore(conn *nftables.Conn, prev tableState) error {
+func (f *Firewall) restore(conn *nftConn, prev tableState) error {
 	err := load(conn, prev)
 	if err == nil {
 		return f.removePending()
@@ -383,7 +382,7 @@ func (f *Firewall) recoverLocked(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("firewall: %w", err)
 	}
-	defer conn.CloseLasting()
+	defer conn.Close()
 	if err := f.restore(conn, prev); err != nil {
 		return false, err
 	}

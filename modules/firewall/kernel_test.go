@@ -170,8 +170,9 @@ func TestEmptySpecManagesNothing(t *testing.T) {
 }
 
 // TestSnapshotRestoresAHandWrittenTable saves a table the kind did not
-// write (anonymous sets, counters, limits, log levels, jumps) as the pending state
-// does, and restores it in another namespace: nft lists the same table.
+// write (anonymous sets, a concatenation of intervals, counters, limits,
+// log levels, jumps) as the pending state does, and restores it in
+// another namespace: nft lists the same table.
 // (Maps are the exception: google/nftables loses a verdict map's key type
 // and the byte order nft shows a map's data in; see
 // TestRevertFallsBackToLastConfirmed.)
@@ -212,11 +213,17 @@ const handWritten = `table inet alize {
 		flags interval
 		elements = { 10.0.0.0/8, 192.168.0.0/16 }
 	}
+	set pairs {
+		type ipv4_addr . inet_service
+		flags interval
+		elements = { 10.0.0.0/24 . 1000-2000, 10.0.1.1 . 22 }
+	}
 	chain input {
 		type filter hook input priority filter + 5; policy accept;
 		tcp dport @ports counter accept
 		tcp dport { 22, 2222 } accept
 		ip saddr @nets limit rate over 10/second drop
+		ip saddr . tcp dport @pairs accept
 		meta mark 0x00000001 log prefix "marked " level info
 		jump side
 	}
@@ -232,7 +239,7 @@ func readTable(t testing.TB, ns *testenv.NetNS) tableState {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.CloseLasting()
+	defer conn.Close()
 	ts, err := read(conn)
 	if err != nil {
 		t.Fatal(err)
@@ -246,7 +253,7 @@ func loadTable(t testing.TB, ns *testenv.NetNS, ts tableState) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.CloseLasting()
+	defer conn.Close()
 	if err := load(conn, ts); err != nil {
 		t.Fatal(err)
 	}

@@ -88,8 +88,8 @@ func (e errUnreadable) Error() string { return "the table cannot be read back: "
 func (e errUnreadable) Unwrap() error { return e.err }
 
 // read reads the live table back from the kernel.
-func read(conn *nftables.Conn) (tableState, error) {
-	ts, err := readContent(conn)
+func read(c *nftConn) (tableState, error) {
+	ts, err := readContent(c.nft)
 	if err != nil && ts.exists {
 		return ts, errUnreadable{err}
 	}
@@ -149,86 +149,34 @@ func readContent(conn *nftables.Conn) (tableState, error) {
 // so the kernel swaps the old table for the new one at once or, if
 // anything is refused, keeps the old one. A state that does not exist
 // deletes the table.
-func load(conn *nftables.Conn, ts tableState) error {
-	t := ownTable()
-	conn.AddTable(t)
-	conn.DelTable(t)
-	if ts.exists {
-		conn.AddTable(t)
-		byName := map[string]*nftables.Set{}
-		for i, s := range ts.sets {
-			set := &nftables.Set{
-				Table: t, ID: uint32(i + 1), Name: s.name,
-				Anonymous: s.anonymous, Constant: s.constant, Interval: s.interval,
-				IsMap: s.isMap, Concatenation: s.concat,
-			}
-			set.KeyType.SetNFTMagic(s.keyType)
-			set.KeyType.Bytes = s.keyLen
-			set.DataType.SetNFTMagic(s.dataType)
-			set.DataType.Bytes = s.dataLen
-			if s.anonymous {
-				set.Name = "__set%d" // the kernel names it; rules find it by id
-			}
-			if err := conn.AddSet(set, s.elems); err != nil {
-				return fmt.Errorf("set %s: %w", s.name, err)
-			}
-			byName[s.name] = set
-		}
-		chains := map[string]*nftables.Chain{}
-		for _, c := range ts.chains {
-			chains[c.name] = conn.AddChain(&nftables.Chain{
-				Name: c.name, Table: t, Type: c.typ,
-				Hooknum: c.hook, Priority: c.priority, Policy: c.policy, Device: c.device,
-			})
-		}
-		for _, c := range ts.chains {
-			for _, r := range c.rules {
-				conn.AddRule(&nftables.Rule{Table: t, Chain: chains[c.name], Exprs: bindSets(r.exprs, byName), UserData: r.userData})
-			}
-		}
+func load(c *nftConn, ts tableState) error {
+	b, err := replaceBatch(ts)
+	if err == nil && c.batch == nil {
+		c.batch, err = dialBatch(c.netns)
 	}
-	if err := conn.Flush(); err != nil {
+	if err == nil {
+		err = c.batch.send(b)
+	}
+	if err != nil {
 		return fmt.Errorf("load table inet %s: %w", tableName, err)
 	}
 	return nil
 }
 
-// bindSets points the set lookups of a rule at the sets of the batch, by
-// their batch ids: a set created in the same batch is found by id.
-func bindSets(es []expr.Any, sets map[string]*nftables.Set) []expr.Any {
-	out := es
-	for i, e := range es {
-		var repl expr.Any
-		switch e := e.(type) {
-		case *expr.Lookup:
-			if s, ok := sets[e.SetName]; ok && (e.SetID != s.ID || e.SetName != s.Name) {
-				l := *e
-				l.SetName, l.SetID = s.Name, s.ID
-				repl = &l
-			}
-		case *expr.Dynset:
-			if s, ok := sets[e.SetName]; ok && (e.SetID != s.ID || e.SetName != s.Name) {
-				d := *e
-				d.SetName, d.SetID = s.Name, s.ID
-				repl = &d
-			}
-		}
-		if repl != nil {
-			if &out[0] == &es[0] {
-				out = slices.Clone(es)
-			}
-			out[i] = repl
-		}
-	}
-	return out
+// nftConn is a lasting connection to nf_tables in one network namespace:
+// google/nftables reads the table back, a batchConn replaces it (opened
+// at the first load, so that a plan opens one socket).
+type nftConn struct {
+	netns int
+	nft   *nftables.Conn
+	batch *batchConn
 }
 
 // dial opens a lasting netlink connection to nftables in the network
 // namespace fd (0: the caller's own), with 8 MiB socket buffers: without
-// them a large batch's acknowledgements overflow the receive buffer
-// (ENOBUFS, after the kernel committed) and a 500-rule batch does not fit
-// the send buffer (EMSGSIZE).
-func dial(netns int) (*nftables.Conn, error) {
+// them a large table does not fit the send buffer (EMSGSIZE), and the
+// dumps that read it back overflow the receive buffer (ENOBUFS).
+func dial(netns int) (*nftConn, error) {
 	opts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(bigBuffers)}
 	if netns != 0 {
 		opts = append(opts, nftables.WithNetNSFd(netns))
@@ -237,7 +185,16 @@ func dial(netns int) (*nftables.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netlink: %w", err)
 	}
-	return conn, nil
+	return &nftConn{netns: netns, nft: conn}, nil
+}
+
+// Close closes the connection's sockets.
+func (c *nftConn) Close() error {
+	err := c.nft.CloseLasting()
+	if c.batch != nil {
+		err = errors.Join(err, c.batch.Close())
+	}
+	return err
 }
 
 const socketBuffer = 8 << 20
