@@ -145,8 +145,10 @@ type Status struct {
 		Serial uint64 `json:"serial"`
 	} `json:"manifest,omitempty"`
 	Refused *struct {
-		Serial uint64 `json:"serial"`
-		Code   string `json:"code"`
+		Serial  uint64 `json:"serial"`
+		Refusal struct {
+			Code string `json:"code"`
+		} `json:"refusal"`
 	} `json:"refused,omitempty"`
 	Kinds []struct {
 		Kind   string `json:"kind"`
