@@ -237,7 +237,7 @@ func SignManifest(m *Manifest, keys ...*Key) ([]byte, error) {
 // compactJSON reports whether b is one valid JSON value without
 // insignificant whitespace, as the compile function writes specs.
 func compactJSON(b []byte) bool {
-	if !jsontext.Value(b).IsValid() {
+	if !jsontext.Value(b).IsValid(jsontext.AllowDuplicateNames(true)) {
 		return false
 	}
 	inString, escaped := false, false
