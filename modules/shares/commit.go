@@ -50,18 +50,25 @@ func (s *Shares) commit(ctx context.Context, include []byte, names []string, rec
 	for _, f := range stale {
 		os.Remove(f)
 	}
-	tmp, err := writeTemp(dir, ".alize-candidate-*.conf", include, 0o644)
+	tmp, err := writeTemp(dir, ".alize-candidate-*.conf", include, 0o644, false)
 	if err != nil {
 		return fmt.Errorf("write the new include: %w", err)
 	}
 	defer os.Remove(tmp) // a no-op once renamed
-	candConf, err := writeTemp(dir, ".alize-candidate-smb-*.conf", replaceInclude(newConf, inc, tmp), 0o600)
+	// The new include goes to disk while testparm checks it.
+	synced := make(chan error, 1)
+	go func() { synced <- syncFile(tmp) }()
+	// Only testparm reads the candidate smb.conf: no need to sync it.
+	candConf, err := writeTemp(dir, ".alize-candidate-smb-*.conf", replaceInclude(newConf, inc, tmp), 0o600, false)
 	if err != nil {
 		return fmt.Errorf("write the candidate smb.conf: %w", err)
 	}
 	defer os.Remove(candConf)
 	if err := s.testparm(ctx, candConf, conf, names); err != nil {
 		return fmt.Errorf("testparm refuses the new include, the live %s is unchanged: %w", s.include, err)
+	}
+	if err := <-synced; err != nil {
+		return fmt.Errorf("write the new include: %w", err)
 	}
 
 	if err := os.Rename(tmp, inc); err != nil {
@@ -193,19 +200,33 @@ func (s *Shares) haveVFS(name string) error {
 	return fmt.Errorf("a recycle bin needs Samba's VFS module %s, not installed here (looked in %s): install the Debian package samba-vfs-modules, or drop recycle from the share", name, strings.Join(dirs, ", "))
 }
 
-// writeTemp writes data to a new file in dir, synced to disk.
-func writeTemp(dir, pattern string, data []byte, perm os.FileMode) (string, error) {
+// writeTemp writes data to a new file in dir, synced to disk when durable
+// (it is to replace a live file).
+func writeTemp(dir, pattern string, data []byte, perm os.FileMode, durable bool) (string, error) {
 	f, err := os.CreateTemp(dir, pattern)
 	if err != nil {
 		return "", err
 	}
 	_, err = f.Write(data)
-	err = errors.Join(err, f.Chmod(perm), f.Sync(), f.Close())
+	err = errors.Join(err, f.Chmod(perm))
+	if durable {
+		err = errors.Join(err, f.Sync())
+	}
+	err = errors.Join(err, f.Close())
 	if err != nil {
 		os.Remove(f.Name())
 		return "", err
 	}
 	return f.Name(), nil
+}
+
+// syncFile flushes the file name to disk.
+func syncFile(name string) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	return errors.Join(f.Sync(), f.Close())
 }
 
 // replaceFile replaces path atomically (temp file, fsync, rename), keeping
@@ -219,7 +240,7 @@ func replaceFile(path string, data []byte) error {
 		}
 	}
 	dir := filepath.Dir(path)
-	tmp, err := writeTemp(dir, ".alize-*.tmp", data, perm)
+	tmp, err := writeTemp(dir, ".alize-*.tmp", data, perm, true)
 	if err != nil {
 		return err
 	}

@@ -1,9 +1,11 @@
 package shares
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,7 +26,7 @@ type dirTarget struct {
 	resource string // "directory" or "home"
 	path     string // as the spec writes it
 	owner    string // names, for technicians
-	group    string
+	group    string // empty for a home: its gid
 	uid, gid uint32
 	mode     uint32 // as the spec writes it, special bits included
 	acl      acl    // nil without named entries
@@ -41,11 +43,19 @@ func (t dirTarget) statMode() uint32 {
 	return t.mode&^0o070 | uint32(t.acl.mask())<<3
 }
 
+// groupName is the group as the spec names it, or its gid.
+func (t dirTarget) groupName() string {
+	if t.group == "" {
+		return strconv.FormatUint(uint64(t.gid), 10)
+	}
+	return t.group
+}
+
 // describe is a directory's wanted state in a technician's words.
 func (t dirTarget) describe() string {
-	d := fmt.Sprintf("%s:%s %04o", t.owner, t.group, t.mode)
+	d := fmt.Sprintf("%s:%s %04o", t.owner, t.groupName(), t.mode)
 	if t.resource == "home" {
-		d = fmt.Sprintf("home of %s, %s:%s %04o", t.owner, t.owner, t.group, t.mode)
+		d = fmt.Sprintf("home of %s, %s:%s %04o", t.owner, t.owner, t.groupName(), t.mode)
 	}
 	if t.acl != nil {
 		d += ", ACL " + t.aclText + " (also the default ACL)"
@@ -61,7 +71,7 @@ func (t dirTarget) diff(have dirState) []string {
 		d = append(d, fmt.Sprintf("owner %d → %s (%d)", have.uid, t.owner, t.uid))
 	}
 	if have.gid != t.gid {
-		d = append(d, fmt.Sprintf("group %d → %s (%d)", have.gid, t.group, t.gid))
+		d = append(d, fmt.Sprintf("group %d → %s (%d)", have.gid, t.groupName(), t.gid))
 	}
 	if have.mode != t.statMode() {
 		d = append(d, fmt.Sprintf("mode %04o → %04o", have.mode, t.statMode()))
@@ -99,21 +109,32 @@ func equalACL(a, b acl) bool {
 // may be a symbolic link, made by the administrator; nothing below it is
 // followed.
 func (s *Shares) base(p string) (string, []string) {
-	best := ""
-	for _, r := range s.allowedRoots {
-		if (p == r || strings.HasPrefix(p, r+"/")) && len(r) > len(best) {
-			best = r
-		}
-	}
-	if best == "" {
+	i, comps := s.under(p)
+	if i < 0 {
 		// Validate keeps this from happening; refuse to walk anyway.
 		return "", nil
 	}
-	rest := strings.TrimPrefix(strings.TrimPrefix(p, best), "/")
-	if rest == "" {
-		return s.real(best), nil
+	return s.realRoots[i], comps
+}
+
+// under splits a spec path into the index of the allowed root it lies
+// under (-1 when none) and the components below it.
+func (s *Shares) under(p string) (int, []string) {
+	best := -1
+	for i, r := range s.allowedRoots {
+		below := p == r || len(p) > len(r) && p[len(r)] == '/' && strings.HasPrefix(p, r)
+		if below && (best < 0 || len(r) > len(s.allowedRoots[best])) {
+			best = i
+		}
 	}
-	return s.real(best), strings.Split(rest, "/")
+	if best < 0 {
+		return -1, nil
+	}
+	rest := strings.TrimPrefix(p[len(s.allowedRoots[best]):], "/")
+	if rest == "" {
+		return best, nil
+	}
+	return best, strings.Split(rest, "/")
 }
 
 const dirFlags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC
@@ -129,13 +150,15 @@ func openBelow(base string, components []string) (fd, missing int, err error) {
 	if err != nil {
 		return -1, 0, fmt.Errorf("open %s: %w", base, err)
 	}
-	return walkBelow(fd, base, components)
+	return walkBelow(fd, base, components, 0)
 }
 
-// walkBelow goes down components from the directory fd (which it closes
-// or returns), never following a symbolic link.
-func walkBelow(fd int, base string, components []string) (int, int, error) {
-	for i, c := range components {
+// walkBelow goes down components from the directory fd of
+// components[:from] (which it closes or returns), never following a
+// symbolic link.
+func walkBelow(fd int, base string, components []string, from int) (int, int, error) {
+	for i := from; i < len(components); i++ {
+		c := components[i]
 		next, err := unix.Openat(fd, c, dirFlags|unix.O_NOFOLLOW, 0)
 		if errors.Is(err, unix.ENOENT) {
 			return fd, len(components) - i, nil
@@ -173,24 +196,31 @@ func describeOpen(dirfd int, name, p string, err error) error {
 func (s *Shares) observeDirs(targets []dirTarget) ([]dirState, []error) {
 	states := make([]dirState, len(targets))
 	errs := make([]error, len(targets))
-	bases := map[string]int{} // allowed root on disk → its descriptor, -1 when missing
+	type where struct {
+		root  int // in s.allowedRoots
+		comps []string
+	}
+	wheres := make([]where, len(targets))
+	bases := make([]int, len(s.allowedRoots)) // descriptors; -1 when missing
+	opened := make([]bool, len(s.allowedRoots))
 	defer func() {
-		for _, fd := range bases {
-			if fd >= 0 {
+		for i, fd := range bases {
+			if opened[i] && fd >= 0 {
 				unix.Close(fd)
 			}
 		}
 	}()
-	for _, t := range targets {
-		base, _ := s.base(t.path)
-		if _, done := bases[base]; done || base == "" {
+	for i, t := range targets {
+		root, comps := s.under(t.path)
+		wheres[i] = where{root, comps}
+		if root < 0 || opened[root] {
 			continue
 		}
-		fd, err := unix.Open(base, dirFlags, 0)
+		fd, err := unix.Open(s.realRoots[root], dirFlags, 0)
 		if err != nil && !errors.Is(err, unix.ENOENT) {
-			return nil, []error{fmt.Errorf("open %s: %w", base, err)}
+			return nil, []error{fmt.Errorf("open %s: %w", s.realRoots[root], err)}
 		}
-		bases[base] = fd
+		bases[root], opened[root] = fd, true
 	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -202,7 +232,12 @@ func (s *Shares) observeDirs(targets []dirTarget) ([]dirState, []error) {
 				if i >= len(targets) {
 					return
 				}
-				states[i], errs[i] = s.observeDir(bases, targets[i].path)
+				w := wheres[i]
+				if w.root < 0 {
+					errs[i] = fmt.Errorf("%s is outside the allowed roots", targets[i].path)
+					continue
+				}
+				states[i], errs[i] = observeDir(bases[w.root], s.realRoots[w.root], w.comps, targets[i].acl != nil)
 			}
 		})
 	}
@@ -210,21 +245,26 @@ func (s *Shares) observeDirs(targets []dirTarget) ([]dirState, []error) {
 	return states, errs
 }
 
-// observeDir reads the directory at spec path p; bases are the open
-// allowed roots.
-func (s *Shares) observeDir(bases map[string]int, p string) (dirState, error) {
-	base, comps := s.base(p)
-	if base == "" {
-		return dirState{}, fmt.Errorf("%s is outside the allowed roots", p)
+// observeDir reads the directory at components under base, whose
+// descriptor is bfd (-1 when base is missing). wantACL says whether the
+// directory should have ACLs: the cheapest way to read them differs.
+func observeDir(bfd int, base string, comps []string, wantACL bool) (dirState, error) {
+	switch {
+	case bfd < 0:
+		return dirState{}, nil
+	case len(comps) == 0:
+		return statFD(bfd, wantACL)
 	}
-	if bases[base] < 0 {
+	// The first component opens from the allowed root's descriptor, which
+	// stays open for the other directories.
+	fd, err := unix.Openat(bfd, comps[0], dirFlags|unix.O_NOFOLLOW, 0)
+	if errors.Is(err, unix.ENOENT) {
 		return dirState{}, nil
 	}
-	fd, err := unix.Dup(bases[base])
 	if err != nil {
-		return dirState{}, err
+		return dirState{}, describeOpen(bfd, comps[0], filepath.Join(base, comps[0]), err)
 	}
-	fd, missing, err := walkBelow(fd, base, comps)
+	fd, missing, err := walkBelow(fd, base, comps, 1)
 	if err != nil || missing > 0 {
 		if fd >= 0 {
 			unix.Close(fd)
@@ -232,19 +272,24 @@ func (s *Shares) observeDir(bases map[string]int, p string) (dirState, error) {
 		return dirState{}, err
 	}
 	defer unix.Close(fd)
-	return statFD(fd)
+	return statFD(fd, wantACL)
 }
 
-func statFD(fd int) (dirState, error) {
+// statFD reads the directory fd's owner, mode and ACLs.
+func statFD(fd int, wantACL bool) (dirState, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return dirState{}, err
 	}
 	have := dirState{exists: true, uid: st.Uid, gid: st.Gid, mode: st.Mode & 0o7777}
-	// Most directories have no xattr at all: one listing tells.
-	access, def, err := hasACLs(fd)
-	if err != nil {
-		return have, err
+	access, def := true, true
+	var err error
+	if !wantACL {
+		// Most directories have no xattr at all, and should have none:
+		// one listing tells, where reading each ACL takes two calls.
+		if access, def, err = hasACLs(fd); err != nil {
+			return have, err
+		}
 	}
 	if access {
 		if have.access, err = getACL(fd, xattrAccess); err != nil {
@@ -260,27 +305,29 @@ func statFD(fd int) (dirState, error) {
 }
 
 // hasACLs lists fd's xattrs to tell whether it has an access and a
-// default ACL.
+// default ACL. The size of the list comes first: most directories have
+// no xattr, and that one call tells.
 func hasACLs(fd int) (access, def bool, err error) {
-	buf := make([]byte, 512)
+	var buf []byte
 	for {
 		n, err := unix.Flistxattr(fd, buf)
 		switch {
 		case errors.Is(err, unix.EOPNOTSUPP):
 			return false, false, nil
 		case errors.Is(err, unix.ERANGE):
-			size, err := unix.Flistxattr(fd, nil)
-			if err != nil {
-				return false, false, fmt.Errorf("list xattrs: %w", err)
-			}
-			buf = make([]byte, size)
+			buf = nil // grown meanwhile: ask for the size again
 			continue
 		case err != nil:
 			return false, false, fmt.Errorf("list xattrs: %w", err)
+		case n == 0:
+			return false, false, nil
+		case buf == nil:
+			buf = make([]byte, n)
+			continue
 		}
-		for name := range strings.SplitSeq(string(buf[:n]), "\x00") {
-			access = access || name == xattrAccess
-			def = def || name == xattrDefault
+		for name := range bytes.SplitSeq(buf[:n], []byte{0}) {
+			access = access || string(name) == xattrAccess
+			def = def || string(name) == xattrDefault
 		}
 		return access, def, nil
 	}
@@ -289,7 +336,8 @@ func hasACLs(fd int) (access, def bool, err error) {
 // getACL reads one ACL xattr; nil when there is none or the file system
 // has no ACLs.
 func getACL(fd int, name string) (acl, error) {
-	buf := make([]byte, 256)
+	var small [256]byte
+	buf := small[:]
 	for {
 		n, err := unix.Fgetxattr(fd, name, buf)
 		switch {

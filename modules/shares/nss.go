@@ -129,7 +129,8 @@ func (s *Shares) getentAll(ctx context.Context, db string, add func([]string) er
 	return s.runGetent(ctx, add, db)
 }
 
-// runGetent runs getent with args. Exit status 2 means some names are
+// runGetent runs getent with args and hands each entry's fields to add,
+// which must not keep the slice. Exit status 2 means some names are
 // unknown, and 3 that the database cannot be listed: neither is an error.
 func (s *Shares) runGetent(ctx context.Context, add func([]string) error, args ...string) error {
 	cmd := s.command(ctx, "getent", args...)
@@ -141,12 +142,17 @@ func (s *Shares) runGetent(ctx context.Context, add func([]string) error, args .
 			return fmt.Errorf("getent %s: %w: %s", args[0], err, strings.TrimSpace(stderr.String()))
 		}
 	}
+	var fields []string // reused: add keeps the strings, never the slice
 	for line := range strings.Lines(stdout.String()) {
 		line = strings.TrimRight(line, "\n")
 		if line == "" {
 			continue
 		}
-		if err := add(strings.Split(line, ":")); err != nil {
+		fields = fields[:0]
+		for f := range strings.SplitSeq(line, ":") {
+			fields = append(fields, f)
+		}
+		if err := add(fields); err != nil {
 			return fmt.Errorf("getent %s: %w", args[0], err)
 		}
 	}

@@ -306,6 +306,36 @@ func TestACLOnDisk(t *testing.T) {
 	}
 }
 
+// TestACLDrift: an ACL added by hand where none is wanted (a default ACL
+// alone included), or one removed where one is wanted, is drift, and
+// repaired.
+func TestACLDrift(t *testing.T) {
+	t.Parallel()
+	o := newOfflineRoot(t, offlinePasswd, offlineGroup)
+	spec := Spec{
+		Homes:       &Homes{Root: "/home", Users: []string{"ana", "bob"}},
+		Directories: []Directory{{Path: "/srv/classe", Ownership: Ownership{Group: "eleves", Mode: "2750", ACL: []ACLEntry{{Group: "profs", Perms: "rwx"}}}}},
+	}
+	converge(t, o.kind, spec)
+	extra := newACL(0o700, nil, map[uint32]uint16{5001: 7}).encode()
+	must(t, unix.Setxattr(filepath.Join(o.root, "home/ana"), xattrDefault, extra, 0))
+	must(t, unix.Setxattr(filepath.Join(o.root, "home/bob"), xattrAccess, extra, 0))
+	must(t, unix.Removexattr(filepath.Join(o.root, "srv/classe"), xattrAccess))
+	got := mustPlan(t, o.kind, spec)
+	want := []string{
+		"update home /home/ana: default ACL user::rwx,group::---,group:5001:rwx,mask::rwx,other::--- → none",
+		"update home /home/bob: mode 0770 → 0700, ACL user::rwx,group::---,group:5001:rwx,mask::rwx,other::--- → none",
+		"update directory /srv/classe: ACL none → user::rwx,group::r-x,group:5001:rwx,mask::rwx,other::---",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Plan after hand-made ACL changes (-want +got):\n%s", diff)
+	}
+	converge(t, o.kind, spec)
+	if got := mustPlan(t, o.kind, spec); len(got) != 0 {
+		t.Errorf("Plan after repair = %q, want empty", got)
+	}
+}
+
 // TestUnknownNamesFailAlone: a directory whose group does not exist yet
 // fails on its own; the rest applies.
 func TestUnknownNamesFailAlone(t *testing.T) {

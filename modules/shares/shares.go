@@ -51,7 +51,9 @@ type Config struct {
 	// unless Reload is set, smbcontrol. exec.CommandContext when nil.
 	// Tests point getent at nss_wrapper through it.
 	Command func(ctx context.Context, name string, arg ...string) *exec.Cmd
-	// Reload makes smbd load the new configuration. When nil:
+	// Reload makes smbd load the new configuration. When nil: SIGHUP to
+	// the smbd of its pid file (in SmbConf's "pid directory", /run/samba
+	// by default) or, when no running smbd is found that way,
 	// `smbcontrol -s <SmbConf> smbd reload-config`. A server whose smbd
 	// runs under systemd may reload the unit instead.
 	Reload func(ctx context.Context) error
@@ -65,6 +67,7 @@ type Shares struct {
 	include      string // as on the server; s.real gives the path on disk
 	smbConf      string
 	allowedRoots []string
+	realRoots    []string // allowedRoots on disk
 	vfsDir       string
 	command      func(ctx context.Context, name string, arg ...string) *exec.Cmd
 	reload       func(ctx context.Context) error
@@ -117,11 +120,14 @@ func New(cfg Config) (*Shares, error) {
 	if err := errs.Err(); err != nil {
 		return nil, fmt.Errorf("shares: config: %w", err)
 	}
+	for _, r := range s.allowedRoots {
+		s.realRoots = append(s.realRoots, s.real(r))
+	}
 	if s.command == nil {
 		s.command = exec.CommandContext
 	}
 	if s.reload == nil {
-		s.reload = s.smbcontrolReload
+		s.reload = s.reloadSmbd
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -135,14 +141,6 @@ func (s *Shares) Name() string { return "shares" }
 
 // real is where spec path p lies on disk.
 func (s *Shares) real(p string) string { return filepath.Join(s.root, p) }
-
-func (s *Shares) smbcontrolReload(ctx context.Context) error {
-	out, err := s.command(ctx, "smbcontrol", "-s", s.real(s.smbConf), "smbd", "reload-config").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("smbcontrol smbd reload-config: %w: %s", err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
 
 // planState is what Apply needs beyond the changes; the engine hands it
 // back untouched.
@@ -345,16 +343,19 @@ func (s *Shares) targets(ctx context.Context, m model) ([]dirTarget, error) {
 			groupNames.add(g)
 		}
 	}
-	// Homes mean many users: list them all while the groups resolve.
-	var all map[string]passwdEntry
-	var allErr error
+	// Users resolve while the groups do: homes mean many users, all
+	// listed at once; without homes every name is known already.
+	var users, all map[string]passwdEntry
+	var usersErr error
 	var wg sync.WaitGroup
 	if m.homes != nil {
-		wg.Go(func() { all, allErr = s.allUsers(ctx) })
+		wg.Go(func() { all, usersErr = s.allUsers(ctx) })
+	} else {
+		wg.Go(func() { users, usersErr = s.lookupUsers(ctx, userNames.items, nil) })
 	}
 	groups, err := s.lookupGroups(ctx, groupNames.items)
 	wg.Wait()
-	if err = errors.Join(err, allErr); err != nil {
+	if err = errors.Join(err, usersErr); err != nil {
 		return nil, fmt.Errorf("shares: %w", err)
 	}
 	var homeUsers []string
@@ -379,10 +380,9 @@ func (s *Shares) targets(ctx context.Context, m model) ([]dirTarget, error) {
 		for _, u := range homeUsers {
 			userNames.add(u)
 		}
-	}
-	users, err := s.lookupUsers(ctx, userNames.items, all)
-	if err != nil {
-		return nil, fmt.Errorf("shares: %w", err)
+		if users, err = s.lookupUsers(ctx, userNames.items, all); err != nil {
+			return nil, fmt.Errorf("shares: %w", err)
+		}
 	}
 
 	var out []dirTarget
@@ -423,8 +423,9 @@ func (s *Shares) targets(ctx context.Context, m model) ([]dirTarget, error) {
 			if !ok || pw.uid == 0 {
 				continue // listed in a group but unknown as a user, or root: no home
 			}
-			out = append(out, dirTarget{resource: "home", path: path.Join(m.homes.root, u),
-				owner: u, group: fmt.Sprint(pw.gid), uid: pw.uid, gid: pw.gid, mode: m.homes.mode})
+			// The root is a clean path, u a plain name: no Join needed.
+			out = append(out, dirTarget{resource: "home", path: m.homes.root + "/" + u,
+				owner: u, uid: pw.uid, gid: pw.gid, mode: m.homes.mode})
 		}
 	}
 	slices.SortStableFunc(out, func(a, b dirTarget) int { return strings.Compare(a.path, b.path) })
