@@ -229,7 +229,8 @@ func newPlanCmd(g *globals) *cobra.Command {
 		Short: "Show what applying would change now, changing nothing",
 		Long: `Show, per kind and resource, what applying the manifest would change now,
 and where each variable's value comes from. By default the last-known-good
-manifest; --manifest FILE plans a manifest file (checked as the daemon would).`,
+manifest, planned by the daemon when it runs (between its runs), alone
+otherwise; --manifest FILE plans a manifest file (checked as the daemon would).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := g.setup(cmd.Context(), false)
@@ -242,7 +243,13 @@ manifest; --manifest FILE plans a manifest file (checked as the daemon would).`,
 					return usage("--manifest: %v", err)
 				}
 			}
-			res, err := s.agent.Plan(cmd.Context(), env, file)
+			var res daemon.PlanResult
+			if c := s.dialDaemon(cmd.Context()); c != nil && env == nil {
+				// The daemon has the manifest verified and the kinds at hand.
+				res, err = c.Plan(cmd.Context())
+			} else {
+				res, err = s.agent.Plan(cmd.Context(), env, file)
+			}
 			if err != nil {
 				if daemon.IsRefused(err) {
 					return fmt.Errorf("this manifest would be refused: %w", err)

@@ -22,6 +22,7 @@ import (
 const (
 	routeStatus = "/v1/status" // GET → Status
 	routeApply  = "/v1/apply"  // POST → RunRecord: converge now
+	routePlan   = "/v1/plan"   // GET → PlanResult of the last-known-good, changing nothing
 	routePoll   = "/v1/poll"   // POST: poll the controller now
 	routeReload = "/v1/reload" // POST: read the identity again (after alize enroll)
 )
@@ -119,13 +120,27 @@ func (l *loop) controlHandler() http.Handler {
 		select {
 		case rep := <-req.reply:
 			if rep.err != nil {
-				ce := controlError{Error: rep.err.Error()}
-				for _, ec := range errorCodes {
-					if errors.Is(rep.err, ec.err) {
-						ce.Code = ec.code
-					}
-				}
-				writeJSON(w, http.StatusConflict, ce)
+				writeError(w, rep.err)
+				return
+			}
+			writeJSON(w, http.StatusOK, rep.res)
+		case <-r.Context().Done():
+		}
+	})
+	mux.HandleFunc("GET "+routePlan, func(w http.ResponseWriter, r *http.Request) {
+		req := planRequest{reply: make(chan planReply, 1)}
+		select {
+		case l.planReqs <- req:
+		case <-l.stopped:
+			writeJSON(w, http.StatusServiceUnavailable, controlError{Error: "the daemon is stopping"})
+			return
+		case <-r.Context().Done():
+			return
+		}
+		select {
+		case rep := <-req.reply:
+			if rep.err != nil {
+				writeError(w, rep.err)
 				return
 			}
 			writeJSON(w, http.StatusOK, rep.res)
@@ -147,6 +162,17 @@ func (l *loop) controlHandler() http.Handler {
 		writeJSON(w, http.StatusOK, struct{}{})
 	})
 	return mux
+}
+
+// writeError answers an error the caller may branch on, by its code.
+func writeError(w http.ResponseWriter, err error) {
+	ce := controlError{Error: err.Error()}
+	for _, ec := range errorCodes {
+		if errors.Is(err, ec.err) {
+			ce.Code = ec.code
+		}
+	}
+	writeJSON(w, http.StatusConflict, ce)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -189,6 +215,14 @@ func (c *Control) Status(ctx context.Context) (Status, error) {
 func (c *Control) Apply(ctx context.Context) (ApplyResult, error) {
 	var res ApplyResult
 	err := c.call(ctx, http.MethodPost, routeApply, &res)
+	return res, err
+}
+
+// Plan asks the daemon what applying its last-known-good manifest would
+// change now; it runs between the daemon's runs and changes nothing.
+func (c *Control) Plan(ctx context.Context) (PlanResult, error) {
+	var res PlanResult
+	err := c.call(ctx, http.MethodGet, routePlan, &res)
 	return res, err
 }
 

@@ -23,6 +23,7 @@ type loop struct {
 	a         *Agent
 	sched     *api.Schedule
 	applyReqs chan applyRequest
+	planReqs  chan planRequest
 	pollNow   chan struct{}
 	reloads   chan struct{}
 	pollDone  chan pollResult
@@ -36,6 +37,13 @@ type applyRequest struct{ reply chan applyReply }
 
 type applyReply struct {
 	res ApplyResult
+	err error
+}
+
+type planRequest struct{ reply chan planReply }
+
+type planReply struct {
+	res PlanResult
 	err error
 }
 
@@ -54,6 +62,7 @@ func (a *Agent) Run(ctx context.Context, watchdog time.Duration) error {
 	l := &loop{
 		a:         a,
 		applyReqs: make(chan applyRequest),
+		planReqs:  make(chan planRequest),
 		pollNow:   make(chan struct{}, 1),
 		reloads:   make(chan struct{}, 1),
 		pollDone:  make(chan pollResult, 1),
@@ -115,6 +124,8 @@ func (l *loop) run(ctx context.Context) error {
 		case <-time.After(enrollRetry):
 		case req := <-l.applyReqs:
 			req.reply <- applyReply{err: err}
+		case req := <-l.planReqs:
+			req.reply <- planReply{err: err}
 		}
 		l.beat.Store(time.Now().UnixNano())
 	}
@@ -190,6 +201,13 @@ func (l *loop) run(ctx context.Context) error {
 			req.reply <- applyReply{res: res, err: err}
 			driftTimer.Reset(l.driftDelay())
 			l.idleStatus()
+		case req := <-l.planReqs:
+			// Between runs, with the kinds and the verified manifest
+			// already at hand: what alize plan shows, changing nothing.
+			l.setActivity("planning")
+			res, err := a.Plan(ctx, nil, "")
+			l.setActivity("idle")
+			req.reply <- planReply{res: res, err: err}
 		case <-l.reloads:
 			a.log.Info("identity reloaded: the daemon restarts its loop")
 			a.Reload()
