@@ -21,6 +21,7 @@ type PlanResult struct {
 	Note    string       `json:"note,omitempty"` // e.g. the daemon would refuse this manifest
 	Outcome api.Outcome  `json:"outcome"`        // compliant (nothing to do), drift (changes), failing
 	Modules []PlanModule `json:"modules"`
+	TookMS  int64        `json:"took_ms"` // observing and planning every kind (side by side)
 }
 
 // PlanModule is one module's plan.
@@ -33,6 +34,7 @@ type PlanModule struct {
 	Changes   []modules.Change `json:"changes,omitempty"`
 	Error     string           `json:"error,omitempty"`
 	Variables []Variable       `json:"variables,omitempty"`
+	TookMS    int64            `json:"took_ms"` // how long observing and planning took
 }
 
 // Variable is a module variable's value for this server.
@@ -89,12 +91,13 @@ func (a *Agent) Plan(ctx context.Context, envelope []byte, source string) (PlanR
 	in := a.inputs(ctx, st, true)
 	run := eng.Plan(ctx, a.modules(st), in)
 	res.Outcome = run.Outcome
+	res.TookMS = run.Finished.Sub(run.Started).Milliseconds()
 	byName := map[string]StoredModule{}
 	for _, m := range st.Modules {
 		byName[m.Name] = m
 	}
 	for _, k := range run.Kinds {
-		pm := PlanModule{Kind: k.Kind, Module: k.Module, Version: k.Version, Mode: string(k.Mode), Status: k.Status, Changes: k.Plan, Error: k.Error}
+		pm := PlanModule{Kind: k.Kind, Module: k.Module, Version: k.Version, Mode: string(k.Mode), Status: k.Status, Changes: k.Plan, Error: k.Error, TookMS: k.Took.Milliseconds()}
 		pm.Variables = variables(byName[k.Module])
 		res.Modules = append(res.Modules, pm)
 	}

@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/alize-eple/alize/controller/api"
@@ -289,8 +290,14 @@ func (e *Engine) run(ctx context.Context, mods []Module, in Inputs, dryRun bool)
 	if err != nil {
 		order = names // New refused circles among known kinds: cannot happen
 	}
-	// failed holds, for each kind that failed or was skipped, why.
+	// Planning changes nothing, so every kind observes and plans at once,
+	// side by side; a kind whose dependency then changes something is
+	// planned again, against what its dependency made, before it applies.
+	early := e.planAll(ctx, mods, byKind, in)
+	// failed holds, for each kind that failed or was skipped, why;
+	// changed the kinds that applied a change in this run.
 	failed := make(map[string]string)
+	changed := make(map[string]bool)
 	for _, kind := range order {
 		idx := byKind[kind]
 		if len(idx) > 1 {
@@ -320,9 +327,19 @@ func (e *Engine) run(ctx context.Context, mods []Module, in Inputs, dryRun bool)
 			e.log.Warn("kind skipped", "kind", kind, "module", m.Name, "reason", why)
 			continue
 		}
-		r := e.runOne(ctx, k, m, in, dryRun)
+		pre, ok := early[kind]
+		for _, d := range k.DependsOn() {
+			ok = ok && !changed[d]
+		}
+		if !ok {
+			pre = nil
+		}
+		r := e.runOne(ctx, k, m, in, dryRun, pre)
 		if r.Status == api.KindFailing {
 			failed[kind] = "kind " + kind + " failed"
+		}
+		if slices.ContainsFunc(r.Changes, func(c modules.ChangeResult) bool { return c.Status == modules.StatusApplied }) {
+			changed[kind] = true
 		}
 		res.Kinds = append(res.Kinds, r)
 	}
@@ -353,14 +370,51 @@ func mode(m Mode) Mode {
 	return m
 }
 
-// runOne plans one module and, when it enforces, applies and checks it.
-func (e *Engine) runOne(ctx context.Context, k Kind, m Module, in Inputs, dryRun bool) KindResult {
-	start := e.now()
-	r := KindResult{Kind: m.Kind, Module: m.Name, Version: m.Version, Mode: mode(m.Mode)}
-	log := e.log.With("kind", m.Kind, "module", m.Name)
-	defer func() { r.Took = e.now().Sub(start) }()
+// planned is a kind's plan made ahead, and how long it took.
+type planned struct {
+	plan modules.Plan
+	err  error
+	took time.Duration
+}
 
-	p, err := k.Plan(ctx, m.Spec, in)
+// planAll plans, side by side, every kind that has exactly one module and
+// that this agent knows.
+func (e *Engine) planAll(ctx context.Context, mods []Module, byKind map[string][]int, in Inputs) map[string]*planned {
+	out := make(map[string]*planned, len(byKind))
+	var wg sync.WaitGroup
+	for kind, idx := range byKind {
+		k, ok := e.kinds[kind]
+		if !ok || len(idx) != 1 {
+			continue
+		}
+		pl := &planned{}
+		out[kind] = pl
+		m := mods[idx[0]]
+		wg.Go(func() {
+			start := e.now()
+			pl.plan, pl.err = k.Plan(ctx, m.Spec, in)
+			pl.took = e.now().Sub(start)
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// runOne plans one module (or takes the plan made ahead, pre) and, when
+// it enforces, applies and checks it.
+func (e *Engine) runOne(ctx context.Context, k Kind, m Module, in Inputs, dryRun bool, pre *planned) (r KindResult) {
+	start := e.now()
+	r = KindResult{Kind: m.Kind, Module: m.Name, Version: m.Version, Mode: mode(m.Mode)}
+	log := e.log.With("kind", m.Kind, "module", m.Name)
+	var p modules.Plan
+	var err error
+	if pre != nil {
+		p, err = pre.plan, pre.err
+		start = start.Add(-pre.took)
+	} else {
+		p, err = k.Plan(ctx, m.Spec, in)
+	}
+	defer func() { r.Took = e.now().Sub(start) }()
 	if err != nil {
 		r.Status, r.Error = api.KindFailing, "plan: "+err.Error()
 		log.Error("plan failed", "err", err)

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -213,17 +214,31 @@ func TestOrderFollowsDependencies(t *testing.T) {
 	if diff := cmp.Diff([]string{"firewall", "accounts", "shares"}, kindsOf(res)); diff != "" {
 		t.Errorf("run order (-want +got):\n%s", diff)
 	}
-	wantOps := []string{"plan firewall", "apply firewall", "plan accounts", "apply accounts", "plan shares", "apply shares"}
-	if diff := cmp.Diff(wantOps, s.j.get()); diff != "" {
-		t.Errorf("operations (-want +got):\n%s", diff)
+	// The kinds plan side by side, then apply in order; shares plans
+	// again once accounts has changed something, before it applies.
+	ops := s.j.get()
+	if len(ops) != 7 {
+		t.Fatalf("operations = %v, want 7", ops)
+	}
+	if diff := cmp.Diff([]string{"plan accounts", "plan firewall", "plan shares"}, slices.Sorted(slices.Values(ops[:3]))); diff != "" {
+		t.Errorf("first operations (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"apply firewall", "apply accounts", "plan shares", "apply shares"}, ops[3:]); diff != "" {
+		t.Errorf("operations after planning (-want +got):\n%s", diff)
 	}
 	if res.Outcome != api.OutcomeCorrected || res.Changed() != 3 {
 		t.Errorf("Run() outcome %s with %d changes, want corrected with 3", res.Outcome, res.Changed())
 	}
-	// A second run finds nothing to do.
+	// A second run finds nothing to do: each kind plans once.
+	s.j.mu.Lock()
+	s.j.ops = nil
+	s.j.mu.Unlock()
 	res = s.engine.Run(t.Context(), mods, Inputs{})
 	if res.Outcome != api.OutcomeCompliant {
 		t.Errorf("second Run() = %s, want compliant: %+v", res.Outcome, res.Kinds)
+	}
+	if ops := s.j.get(); len(ops) != 3 {
+		t.Errorf("operations of a run with nothing to do = %v, want the three plans only", ops)
 	}
 }
 
@@ -602,5 +617,24 @@ func TestCheckFromSpec(t *testing.T) {
 	}
 	if _, err := src.Secret("secret://ldap_bind"); !errors.Is(err, ErrNoRun) {
 		t.Errorf("Secret() after the check = %v, want ErrNoRun", err)
+	}
+}
+
+// Each kind's result says how long it took, by the engine's clock.
+func TestKindResultTook(t *testing.T) {
+	var ticks atomic.Int64
+	clock := func() time.Time { return time.Unix(0, 0).Add(time.Duration(ticks.Add(1)) * time.Millisecond) }
+	k := newMem("firewall", &journal{})
+	e, err := New(testLog(t), clock, nil, Adapt[memSpec](k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, res := range []Result{
+		e.Plan(t.Context(), []Module{mod("firewall", `{"items":{"a":"1"}}`)}, Inputs{}),
+		e.Run(t.Context(), []Module{mod("firewall", `{"items":{"a":"1"}}`)}, Inputs{}),
+	} {
+		if len(res.Kinds) != 1 || res.Kinds[0].Took <= 0 {
+			t.Errorf("kinds = %+v, want one with the time it took", res.Kinds)
+		}
 	}
 }
