@@ -138,6 +138,7 @@ type fixture struct {
 	other *age.X25519Identity // another school's agent
 
 	modules []fixtureModule
+	defs    map[string][]byte // the modules' definitions by digest, made at first use
 }
 
 type fixtureModule struct {
@@ -186,12 +187,13 @@ func newFixture(tb testing.TB, big bool) *fixture {
 // definition is the agent's store of module definitions: the fixture's
 // modules, by digest.
 func (f *fixture) definition(digest string) []byte {
-	for _, m := range f.modules {
-		if Digest(m.definition) == digest {
-			return m.definition
+	if f.defs == nil {
+		f.defs = map[string][]byte{}
+		for _, m := range f.modules {
+			f.defs[Digest(m.definition)] = m.definition
 		}
 	}
-	return nil
+	return f.defs[digest]
 }
 
 // newRoot is the academy's root with the fixture's keys.
