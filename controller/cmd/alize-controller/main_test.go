@@ -292,3 +292,10 @@ func TestVersion(t *testing.T) {
 		t.Errorf("version = %q, want it to start with %q", out.String(), want)
 	}
 }
+
+func TestMemTotal(t *testing.T) {
+	got := memTotal()
+	if got < 64<<20 || got > 1<<50 {
+		t.Errorf("memTotal() = %d bytes: not this machine's memory", got)
+	}
+}

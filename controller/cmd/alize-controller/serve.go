@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -99,11 +100,11 @@ $ALIZE_DATABASE) gives a PostgreSQL URL, for several replicas.`,
 // otherwise: a fleet change compiles and signs thousands of manifests,
 // allocating much and keeping little, so the collector runs when the heap
 // is 5× the live data (not 2×: a quarter less CPU for a fleet-wide
-// change), and in any case before the process nears the soft limit.
-const (
-	gcPercent   = 400
-	memoryLimit = 768 << 20
-)
+// change), and in any case before the process takes half the machine's
+// memory. The soft limit is not lower than that on purpose: below what
+// the controller needs (its connections alone, ~60 KB per agent holding
+// a long poll) the collector would run without end.
+const gcPercent = 400
 
 func tuneGC(log *slog.Logger) {
 	if os.Getenv("GOGC") == "" {
@@ -111,9 +112,30 @@ func tuneGC(log *slog.Logger) {
 		log.Debug("garbage collector", "gogc", gcPercent)
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(memoryLimit)
-		log.Debug("garbage collector", "memory_limit_mib", memoryLimit>>20)
+		if total := memTotal(); total > 0 {
+			debug.SetMemoryLimit(total / 2)
+			log.Debug("garbage collector", "memory_limit_mib", total/2>>20)
+		}
 	}
+}
+
+// memTotal is the machine's memory in bytes (MemTotal of /proc/meminfo),
+// or 0 when it cannot be read.
+func memTotal() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				return 0
+			}
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // openStore opens SQLite in the state directory, or PostgreSQL.
