@@ -465,6 +465,8 @@ func (c Enrolled) apply(_ *Director, m *model, _ *store.Batch, _ time.Time) (sco
 
 func (c Enrolled) lenient() bool { return true }
 
+func (c Enrolled) server() string { return c.ServerID }
+
 // refresh re-signs manifests close to their end and retries servers
 // without one.
 type refresh struct{}

@@ -143,6 +143,10 @@ type Change interface {
 // strictness: may the change break servers that build today?
 type lenient interface{ lenient() bool }
 
+// oneServer: the change concerns one server only, whose part of the
+// model is all it needs.
+type oneServer interface{ server() string }
+
 // forcing: re-sign manifests even when their inputs did not change.
 type forcing interface{ force() bool }
 
@@ -156,7 +160,11 @@ func (d *Director) Apply(ctx context.Context, ch Change, actor string, dryRun bo
 		return nil, err
 	}
 	defer unlock()
-	m, err := d.load(ctx)
+	only := ""
+	if o, ok := ch.(oneServer); ok {
+		only = o.server()
+	}
+	m, err := d.load(ctx, only)
 	if err != nil {
 		return nil, fmt.Errorf("director: load: %w", err)
 	}

@@ -399,3 +399,55 @@ func TestResignBeforeExpiry(t *testing.T) {
 		t.Errorf("deny-list = %+v", d)
 	}
 }
+
+// countingStore counts the reads of every server and every manifest.
+type countingStore struct {
+	store.Store
+	servers, manifests int
+}
+
+func (c *countingStore) Servers(ctx context.Context) ([]store.Server, error) {
+	c.servers++
+	return c.Store.Servers(ctx)
+}
+
+func (c *countingStore) Manifests(ctx context.Context) ([]store.Manifest, error) {
+	c.manifests++
+	return c.Store.Manifests(ctx)
+}
+
+// An enrollment reads the enrolled server's part of the store, not the
+// fleet's (enrolling a fleet one server at a time would read it each
+// time), and builds the same manifest a full build would.
+func TestEnrollmentReadsOneServer(t *testing.T) {
+	f := newFixture(t)
+	f.publish("1.0.0", 1)
+	f.apply(SetVariable{Level: level("fleet"), Name: "message", Value: json.RawMessage(`"bonjour"`)})
+	f.apply(Assign{Level: level("fleet"), Module: "motd", Version: "1.0.0"})
+	counting := &countingStore{Store: f.s}
+	f.d.cfg.Store = counting
+	defer func() { f.d.cfg.Store = f.s }()
+	f.enroll("amon-lycee-2", lyceeUAI)
+	if counting.servers != 0 || counting.manifests != 0 {
+		t.Errorf("an enrollment read every server %d times and every manifest %d times, want none", counting.servers, counting.manifests)
+	}
+	m, _ := f.verify("amon-lycee-2", manifest.State{})
+	if got := spec(t, m, 0).Message; got != "bonjour" {
+		t.Errorf("the enrolled server's manifest says %q, want the fleet's message", got)
+	}
+	// Enrolled again (alize enroll --force), a server keeps its manifest
+	// and its serial: never one below what its agent applied.
+	f.apply(Push{Level: level("server:amon-lycee-2"), Force: true})
+	before, err := f.s.Manifest(t.Context(), "amon-lycee-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.apply(Enrolled{ServerID: "amon-lycee-2"})
+	after, err := f.s.Manifest(t.Context(), "amon-lycee-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before.Serial != 2 || after.Serial != before.Serial {
+		t.Errorf("serial %d, then %d after a new enrollment; want 2 kept", before.Serial, after.Serial)
+	}
+}

@@ -2,6 +2,7 @@ package director
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -29,7 +30,11 @@ func moduleKey(name, version string) string { return name + "@" + version }
 
 func varKey(l store.Level, name string) string { return l.String() + "/" + name }
 
-func (d *Director) load(ctx context.Context) (*model, error) {
+// load reads the model from the store. With only set, the change at hand
+// concerns that one server: its establishment, itself and its manifest
+// are read, not every server's (enrolling the fleet one server at a time
+// would read the fleet each time), and everything else as usual.
+func (d *Director) load(ctx context.Context, only string) (*model, error) {
 	m := &model{
 		academies:      map[string]store.Academy{},
 		establishments: map[string]store.Establishment{},
@@ -50,16 +55,32 @@ func (d *Director) load(ctx context.Context) (*model, error) {
 	for _, a := range as {
 		m.academies[a.Name] = a
 	}
-	es, err := s.Establishments(ctx)
-	if err != nil {
-		return nil, err
+	var es []store.Establishment
+	var svs []store.Server
+	if only == "" {
+		if es, err = s.Establishments(ctx); err != nil {
+			return nil, err
+		}
+		if svs, err = s.Servers(ctx); err != nil {
+			return nil, err
+		}
+	} else {
+		sv, err := s.Server(ctx, only)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return nil, err
+		default:
+			svs = append(svs, sv)
+			e, err := s.Establishment(ctx, sv.UAI)
+			if err != nil {
+				return nil, err
+			}
+			es = append(es, e)
+		}
 	}
 	for _, e := range es {
 		m.establishments[e.UAI] = e
-	}
-	svs, err := s.Servers(ctx)
-	if err != nil {
-		return nil, err
 	}
 	for _, sv := range svs {
 		if sv.Revoked.IsZero() {
@@ -108,9 +129,21 @@ func (d *Director) load(ctx context.Context) (*model, error) {
 	for _, b := range bs {
 		m.blobs[b.Digest] = b.Size
 	}
-	mfs, err := s.Manifests(ctx)
-	if err != nil {
-		return nil, err
+	var mfs []store.Manifest
+	if only == "" {
+		if mfs, err = s.Manifests(ctx); err != nil {
+			return nil, err
+		}
+	} else if _, ok := m.servers[only]; ok {
+		mf, err := s.Manifest(ctx, only)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return nil, err
+		default:
+			mf.Envelope = nil // the model keeps manifests' records, not their bytes
+			mfs = append(mfs, mf)
+		}
 	}
 	for _, mf := range mfs {
 		m.manifests[mf.ServerID] = mf
