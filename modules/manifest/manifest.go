@@ -118,7 +118,7 @@ func (w *manifestWire) validate() error {
 			continue
 		}
 		for name, level := range m.Sources {
-			if !validName(name) || !validID(level) {
+			if !validName(name) || !validLevel(level) {
 				errs.Add(path+".sources", "%s: %s: must be a variable name and a level name", clip(name), clip(level))
 				break
 			}
@@ -232,6 +232,20 @@ func SignManifest(m *Manifest, keys ...*Key) ([]byte, error) {
 		return nil, fmt.Errorf("manifest: sign manifest: %w", err)
 	}
 	return env, nil
+}
+
+// validLevel: a level's name as the controller writes it, such as
+// "group:" and a group name of up to MaxNameLength characters.
+func validLevel(s string) bool {
+	if len(s) == 0 || len(s) > 2*MaxNameLength {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if c <= ' ' || c > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 // compactJSON reports whether b is one valid JSON value without

@@ -606,6 +606,21 @@ func TestEncodeEnvelope(t *testing.T) {
 	}
 }
 
+// A level names a group of the longest name the controller allows.
+func TestSourcesTakeLongGroupNames(t *testing.T) {
+	f := newFixture(t, false)
+	m := f.manifest()
+	m.Modules[0].Sources = map[string]string{"admin_cidr": "group:" + strings.Repeat("g", MaxNameLength)}
+	env, err := SignManifest(m, f.director)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := f.verifier(nil).Verify(env, state())
+	if err != nil || got.Modules[0].Sources["admin_cidr"] != m.Modules[0].Sources["admin_cidr"] {
+		t.Errorf("Verify() = %v, sources %v", err, got)
+	}
+}
+
 func TestCompactJSON(t *testing.T) {
 	for in, want := range map[string]bool{
 		`{"a":"b c"}`: true, `{"a":"\" ","b":[1,2]}`: true, `{"a":"\\"}`: true, `[]`: true,
