@@ -178,6 +178,9 @@ func (d *Director) build(m *model, sv store.Server, now time.Time, sign, force b
 	fmt.Fprintf(h, "target %s %s\n", sv.ID, sv.UAI)
 	for _, mod := range mods {
 		fmt.Fprintf(h, "module %s %s %s\n", manifest.Digest(mod.ReleaseEnvelope), manifest.Digest(mod.Values), mod.SpecDigest)
+		for _, name := range sortedKeys(mod.Sources) {
+			fmt.Fprintf(h, "source %s %s\n", name, mod.Sources[name]) // plan shows them: a value moved to another level is a change
+		}
 	}
 	for _, n := range blobNames {
 		fmt.Fprintf(h, "blob %s %s %d\n", n, blobRefs[n].Digest, blobRefs[n].Size)

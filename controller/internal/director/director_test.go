@@ -451,3 +451,24 @@ func TestEnrollmentReadsOneServer(t *testing.T) {
 		t.Errorf("serial %d, then %d after a new enrollment; want 2 kept", before.Serial, after.Serial)
 	}
 }
+
+// Each module says which level gave each value; a value that moves to
+// another level unchanged still gives a new manifest, so that the
+// technician's plan names the right level.
+func TestSourcesFollowTheLevels(t *testing.T) {
+	f := newFixture(t)
+	f.publish("1.0.0", 1)
+	f.apply(SetVariable{Level: level("fleet"), Name: "message", Value: json.RawMessage(`"bonjour"`)})
+	f.apply(SetVariable{Level: level("establishment:" + lyceeUAI), Name: "message", Value: json.RawMessage(`"bonjour"`)})
+	f.apply(Assign{Level: level("fleet"), Module: "motd", Version: "1.0.0"})
+	m, _ := f.verify("amon-lycee", manifest.State{})
+	want := map[string]string{"message": "establishment", "uai": "inventory", "port": "default"}
+	if diff := cmp.Diff(want, m.Modules[0].Sources); diff != "" {
+		t.Errorf("sources (-want +got):\n%s", diff)
+	}
+	f.apply(SetVariable{Level: level("establishment:" + lyceeUAI), Name: "message", Unset: true})
+	m2, _ := f.verify("amon-lycee", manifest.State{Serial: m.Serial})
+	if got := m2.Modules[0].Sources["message"]; got != "fleet" {
+		t.Errorf("message from %q once unset at the establishment, want fleet", got)
+	}
+}
