@@ -165,9 +165,9 @@ func BenchmarkCompileSignFleet(b *testing.B) {
 	}
 	now := time.Now()
 	workers := runtime.GOMAXPROCS(0)
-	// As alize-controller serve runs: the collector at 5× the live heap
-	// (see tuneGC there; its soft limit, half the machine's memory, is far
-	// above what this needs). GOGC in the environment overrides it, to
+	// As the controller's director builds many manifests at once: the
+	// collector at 5× the live heap (director.Config.BuildGC, set by
+	// alize-controller serve). GOGC in the environment overrides it, to
 	// compare.
 	if os.Getenv("GOGC") == "" {
 		defer debug.SetGCPercent(debug.SetGCPercent(400))

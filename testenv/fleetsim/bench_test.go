@@ -28,15 +28,15 @@ import (
 //   - the controller's resident memory under 1 GiB (rss-peak-MiB: VmHWM
 //     of its process, enrollment included).
 //
-// The first 500 agents (FLEETSIM_ENROLLED) enroll through the API; the
-// others are seeded into the controller's store and get their first
-// manifests from one `push fleet`, because enrolling one by one is
-// quadratic in the controller (see docs/benchmarks.md). FLEETSIM_STEADY
+// Every agent enrolls through the API. FLEETSIM_ENROLLED=N enrolls the
+// first N only and seeds the others into the controller's store (they get
+// their first manifests from one `push fleet`), to measure a controller
+// that enrolls slowly. FLEETSIM_STEADY
 // (a duration) sets how long steady polling is measured, FLEETSIM_LONGPOLL
 // the controller's long poll (30 s by default).
 func BenchmarkFleet17000(b *testing.B) {
 	agents := envInt(b, "FLEETSIM_AGENTS", 17000)
-	opts := fleetsim.Options{Agents: agents, Bin: bin, Enrolled: envInt(b, "FLEETSIM_ENROLLED", 500),
+	opts := fleetsim.Options{Agents: agents, Bin: bin, Enrolled: envInt(b, "FLEETSIM_ENROLLED", agents),
 		Steady: envDuration(b, "FLEETSIM_STEADY", 0), LongPoll: envDuration(b, "FLEETSIM_LONGPOLL", 0),
 		// Progress goes to standard error as it happens: one op lasts
 		// minutes.

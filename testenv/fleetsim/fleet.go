@@ -46,8 +46,8 @@ type Options struct {
 	// 10 s when zero).
 	Steady time.Duration
 	// Enrolled is how many agents enroll through the API (all when zero);
-	// the others are seeded into the controller's store (see seed):
-	// enrolling one by one is quadratic in the controller.
+	// the others are seeded into the controller's store (see seed), for a
+	// controller that enrolls slowly.
 	Enrolled int
 	// Workers is how many operator calls and enrollments run at once
 	// (32 when zero).

@@ -44,7 +44,7 @@ $ALIZE_DATABASE) gives a PostgreSQL URL, for several replicas.`,
 				return fmt.Errorf("--log-level: %w", err)
 			}
 			log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-			tuneGC(log)
+			gc := tuneGC(log)
 			if database == "" {
 				database = os.Getenv("ALIZE_DATABASE")
 			}
@@ -66,7 +66,7 @@ $ALIZE_DATABASE) gives a PostgreSQL URL, for several replicas.`,
 			}
 			ctl, err := server.New(ctx, server.Config{
 				StateDir: stateDir, KeysDir: keysDir, Names: names, Store: st, Checkers: checkers,
-				Settings: settings, ManifestTTL: manifestTTL, Log: log,
+				Settings: settings, ManifestTTL: manifestTTL, Log: log, BuildGC: gc,
 			})
 			if err != nil {
 				return err
@@ -97,26 +97,29 @@ $ALIZE_DATABASE) gives a PostgreSQL URL, for several replicas.`,
 }
 
 // The controller's garbage collector, unless GOGC or GOMEMLIMIT say
-// otherwise: a fleet change compiles and signs thousands of manifests,
-// allocating much and keeping little, so the collector runs when the heap
-// is 5× the live data (not 2×: a quarter less CPU for a fleet-wide
-// change), and in any case before the process takes half the machine's
-// memory. The soft limit is not lower than that on purpose: below what
-// the controller needs (its connections alone, ~60 KB per agent holding
-// a long poll) the collector would run without end.
-const gcPercent = 400
+// otherwise. A build of many manifests (a fleet change) allocates much and
+// keeps little: while it runs, the collector lets the heap grow to 5× the
+// live data (director.Config.BuildGC), which spends a quarter less CPU on
+// a fleet-wide change. Between builds it runs as Go's default does, so
+// that a controller holding thousands of long polls stays small. A soft
+// limit of half the machine's memory keeps any build from taking the
+// machine; it is no lower on purpose: below what the controller needs
+// (its connections alone, ~60 KB per agent holding a long poll) the
+// collector would run without end.
+const buildGC = 400
 
-func tuneGC(log *slog.Logger) {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(gcPercent)
-		log.Debug("garbage collector", "gogc", gcPercent)
-	}
+// tuneGC returns the collector setting for builds (0 when GOGC is set).
+func tuneGC(log *slog.Logger) int {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		if total := memTotal(); total > 0 {
 			debug.SetMemoryLimit(total / 2)
 			log.Debug("garbage collector", "memory_limit_mib", total/2>>20)
 		}
 	}
+	if os.Getenv("GOGC") != "" {
+		return 0
+	}
+	return buildGC
 }
 
 // memTotal is the machine's memory in bytes (MemTotal of /proc/meminfo),

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,7 +52,18 @@ type Config struct {
 	// Signed is called after a commit with the servers that have a new
 	// manifest, to wake their long polls.
 	Signed func(ids []string)
+	// BuildGC, when above zero, is the collector's GOGC while a change
+	// builds the manifests of at least BuildGCServers servers: such a
+	// build allocates much and keeps little, and a collector that lets
+	// the heap grow to BuildGC% above the live data spends far less CPU
+	// on it (a fleet of 17,000: 2.0 s at 400 against 3.7 s at Go's 100).
+	// Between builds the collector is as the process set it, so that the
+	// heap of a controller holding thousands of connections stays small.
+	BuildGC int
 }
+
+// BuildGCServers is the size of a build from which Config.BuildGC applies.
+const BuildGCServers = 100
 
 // Director builds and signs manifests.
 type Director struct {
@@ -192,6 +204,11 @@ func (d *Director) Apply(ctx context.Context, ch Change, actor string, dryRun bo
 		strict = !l.lenient()
 	}
 	ids := m.ids(sc)
+	if d.cfg.BuildGC > 0 && len(ids) >= BuildGCServers {
+		// Changes are serialized by the store's lock: one build at a time
+		// sets the collector, and sets it back.
+		defer debug.SetGCPercent(debug.SetGCPercent(d.cfg.BuildGC))
+	}
 	results := d.buildAll(m, ids, now, !dryRun, force)
 	plan := &api.Plan{DryRun: dryRun, Touched: len(ids)}
 	refused := false

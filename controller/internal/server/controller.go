@@ -36,6 +36,8 @@ type Config struct {
 	Store    store.Store
 	Checkers map[string]modules.SpecChecker
 	Settings Settings
+	// BuildGC: see director.Config (0 leaves the collector alone).
+	BuildGC int
 	// ManifestTTL, RenewBefore: see director.Config. RefreshEvery: how
 	// often manifests close to their end are looked for.
 	ManifestTTL  time.Duration
@@ -121,7 +123,7 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 	d := director.New(director.Config{
 		Store: cfg.Store, Keys: dks, Trust: roots.Current, Checkers: cfg.Checkers, Secrets: secrets,
 		Clock: cfg.Clock, Log: cfg.Log.With("component", "director"),
-		ManifestTTL: cfg.ManifestTTL, RenewBefore: cfg.RenewBefore, Signed: hub.Wake,
+		ManifestTTL: cfg.ManifestTTL, RenewBefore: cfg.RenewBefore, Signed: hub.Wake, BuildGC: cfg.BuildGC,
 	})
 	metrics := NewMetrics(nil)
 	c := &Controller{cfg: cfg, drain: make(chan struct{}), Director: d, CA: authority}
