@@ -236,17 +236,7 @@ func SignManifest(m *Manifest, keys ...*Key) ([]byte, error) {
 
 // validLevel: a level's name as the controller writes it, such as
 // "group:" and a group name of up to MaxNameLength characters.
-func validLevel(s string) bool {
-	if len(s) == 0 || len(s) > 2*MaxNameLength {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if c <= ' ' || c > '~' {
-			return false
-		}
-	}
-	return true
-}
+func validLevel(s string) bool { return printableUpTo(s, 2*MaxNameLength) }
 
 // compactJSON reports whether b is one valid JSON value without
 // insignificant whitespace, as the compile function writes specs.

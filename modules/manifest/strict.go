@@ -211,8 +211,12 @@ func validName(s string) bool {
 // validID reports whether s is a printable ASCII identifier (a server id,
 // a UAI) of 1 to MaxNameLength characters. It is compared exactly, never
 // interpreted.
-func validID(s string) bool {
-	if len(s) == 0 || len(s) > MaxNameLength {
+func validID(s string) bool { return printableUpTo(s, MaxNameLength) }
+
+// printableUpTo reports whether s is 1 to max bytes of printable ASCII,
+// spaces excluded.
+func printableUpTo(s string, max int) bool {
+	if len(s) == 0 || len(s) > max {
 		return false
 	}
 	for _, c := range []byte(s) {

@@ -50,7 +50,7 @@ func (a *Agent) verify(ctx context.Context, env []byte) (*manifest.Manifest, man
 	if err == nil {
 		return m, next, nil
 	}
-	if errors.As(err, new(*fetchError)) || errors.As(err, new(*RefusedError)) {
+	if settled(err) {
 		return nil, manifest.State{}, err
 	}
 	if !rootCodes[manifest.Code(err)] {
@@ -64,13 +64,19 @@ func (a *Agent) verify(ctx context.Context, env []byte) (*manifest.Manifest, man
 		return nil, manifest.State{}, refusal(err)
 	}
 	m, next, err = a.verifyFetching(ctx, env, last)
-	if errors.As(err, new(*fetchError)) || errors.As(err, new(*RefusedError)) {
+	if settled(err) {
 		return nil, manifest.State{}, err
 	}
 	if err != nil {
 		return nil, manifest.State{}, refusal(err)
 	}
 	return m, next, nil
+}
+
+// settled reports whether err already says what happened: a refusal, or
+// a definition that could not be fetched now (not a refusal).
+func settled(err error) bool {
+	return errors.As(err, new(*fetchError)) || errors.As(err, new(*RefusedError))
 }
 
 // fetchError is a definition the agent could not fetch now (the

@@ -107,46 +107,8 @@ func (l *loop) controlHandler() http.Handler {
 		live := l.a.liveStatus()
 		writeJSON(w, http.StatusOK, l.a.Status(&live))
 	})
-	mux.HandleFunc("POST "+routeApply, func(w http.ResponseWriter, r *http.Request) {
-		req := applyRequest{reply: make(chan applyReply, 1)}
-		select {
-		case l.applyReqs <- req:
-		case <-l.stopped:
-			writeJSON(w, http.StatusServiceUnavailable, controlError{Error: "the daemon is stopping"})
-			return
-		case <-r.Context().Done():
-			return
-		}
-		select {
-		case rep := <-req.reply:
-			if rep.err != nil {
-				writeError(w, rep.err)
-				return
-			}
-			writeJSON(w, http.StatusOK, rep.res)
-		case <-r.Context().Done():
-		}
-	})
-	mux.HandleFunc("GET "+routePlan, func(w http.ResponseWriter, r *http.Request) {
-		req := planRequest{reply: make(chan planReply, 1)}
-		select {
-		case l.planReqs <- req:
-		case <-l.stopped:
-			writeJSON(w, http.StatusServiceUnavailable, controlError{Error: "the daemon is stopping"})
-			return
-		case <-r.Context().Done():
-			return
-		}
-		select {
-		case rep := <-req.reply:
-			if rep.err != nil {
-				writeError(w, rep.err)
-				return
-			}
-			writeJSON(w, http.StatusOK, rep.res)
-		case <-r.Context().Done():
-		}
-	})
+	mux.HandleFunc("POST "+routeApply, askLoop(l, l.applyReqs))
+	mux.HandleFunc("GET "+routePlan, askLoop(l, l.planReqs))
 	mux.HandleFunc("POST "+routePoll, func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case l.pollNow <- struct{}{}:
@@ -173,6 +135,31 @@ func writeError(w http.ResponseWriter, err error) {
 		}
 	}
 	writeJSON(w, http.StatusConflict, ce)
+}
+
+// askLoop serves a route by a request to the daemon's loop, which runs it
+// between its runs, and answers with its result.
+func askLoop[T any](l *loop, reqs chan<- loopRequest[T]) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		req := loopRequest[T]{reply: make(chan loopReply[T], 1)}
+		select {
+		case reqs <- req:
+		case <-l.stopped:
+			writeJSON(w, http.StatusServiceUnavailable, controlError{Error: "the daemon is stopping"})
+			return
+		case <-r.Context().Done():
+			return
+		}
+		select {
+		case rep := <-req.reply:
+			if rep.err != nil {
+				writeError(w, rep.err)
+				return
+			}
+			writeJSON(w, http.StatusOK, rep.res)
+		case <-r.Context().Done():
+		}
+	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -22,8 +22,8 @@ import (
 type loop struct {
 	a         *Agent
 	sched     *api.Schedule
-	applyReqs chan applyRequest
-	planReqs  chan planRequest
+	applyReqs chan loopRequest[ApplyResult]
+	planReqs  chan loopRequest[PlanResult]
 	pollNow   chan struct{}
 	reloads   chan struct{}
 	pollDone  chan pollResult
@@ -33,17 +33,12 @@ type loop struct {
 	contact   Contact
 }
 
-type applyRequest struct{ reply chan applyReply }
+// loopRequest asks the loop to do something between its runs (converge
+// now, plan) and wait for its result.
+type loopRequest[T any] struct{ reply chan loopReply[T] }
 
-type applyReply struct {
-	res ApplyResult
-	err error
-}
-
-type planRequest struct{ reply chan planReply }
-
-type planReply struct {
-	res PlanResult
+type loopReply[T any] struct {
+	res T
 	err error
 }
 
@@ -61,8 +56,8 @@ const enrollRetry = 10 * time.Second
 func (a *Agent) Run(ctx context.Context, watchdog time.Duration) error {
 	l := &loop{
 		a:         a,
-		applyReqs: make(chan applyRequest),
-		planReqs:  make(chan planRequest),
+		applyReqs: make(chan loopRequest[ApplyResult]),
+		planReqs:  make(chan loopRequest[PlanResult]),
 		pollNow:   make(chan struct{}, 1),
 		reloads:   make(chan struct{}, 1),
 		pollDone:  make(chan pollResult, 1),
@@ -123,9 +118,9 @@ func (l *loop) run(ctx context.Context) error {
 			a.Reload()
 		case <-time.After(enrollRetry):
 		case req := <-l.applyReqs:
-			req.reply <- applyReply{err: err}
+			req.reply <- loopReply[ApplyResult]{err: err}
 		case req := <-l.planReqs:
-			req.reply <- planReply{err: err}
+			req.reply <- loopReply[PlanResult]{err: err}
 		}
 		l.beat.Store(time.Now().UnixNano())
 	}
@@ -198,7 +193,7 @@ func (l *loop) run(ctx context.Context) error {
 			l.idleStatus()
 		case req := <-l.applyReqs:
 			res, err := l.runNow(ctx, TriggerTechnician)
-			req.reply <- applyReply{res: res, err: err}
+			req.reply <- loopReply[ApplyResult]{res: res, err: err}
 			driftTimer.Reset(l.driftDelay())
 			l.idleStatus()
 		case req := <-l.planReqs:
@@ -207,7 +202,7 @@ func (l *loop) run(ctx context.Context) error {
 			l.setActivity("planning")
 			res, err := a.Plan(ctx, nil, "")
 			l.setActivity("idle")
-			req.reply <- planReply{res: res, err: err}
+			req.reply <- loopReply[PlanResult]{res: res, err: err}
 		case <-l.reloads:
 			a.log.Info("identity reloaded: the daemon restarts its loop")
 			a.Reload()

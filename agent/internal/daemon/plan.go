@@ -69,7 +69,7 @@ func (a *Agent) Plan(ctx context.Context, envelope []byte, source string) (PlanR
 	if envelope != nil {
 		res.Source = source
 		m, next, err := a.verifyFetching(ctx, envelope, manifest.State{})
-		if errors.As(err, new(*fetchError)) || errors.As(err, new(*RefusedError)) {
+		if settled(err) {
 			return PlanResult{}, err
 		}
 		if err != nil {
