@@ -23,7 +23,7 @@ func OpenPostgres(ctx context.Context, dsn string) (Store, error) {
 	db.SetMaxOpenConns(16)
 	db.SetMaxIdleConns(8)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	s := &sqlStore{dialect: "postgres", db: db, rdb: db, pgcfg: cfg, compile: make(chan struct{}, 1)}
+	s := &sqlStore{dialect: "postgres", db: db, rdb: db, pgcfg: cfg, compile: make(chan struct{}, 1), origin: newOrigin(), reports: newReportWriter()}
 	unlock, err := s.advisoryLock(ctx, migrateLockKey)
 	if err != nil {
 		db.Close()
@@ -121,6 +121,12 @@ func (s *sqlStore) Listen(ctx context.Context, ready chan<- struct{}, fn func(Ev
 	}
 }
 
+// newOrigin names a replica in the events it sends, so that it can tell
+// them from the other replicas'.
+func newOrigin() string {
+	return fmt.Sprintf("%016x", rand.Uint64())
+}
+
 func (s *sqlStore) listenOnce(ctx context.Context, connected func(), fn func(Event)) error {
 	conn, err := pgx.ConnectConfig(ctx, s.pgcfg)
 	if err != nil {
@@ -139,6 +145,9 @@ func (s *sqlStore) listenOnce(ctx context.Context, connected func(), fn func(Eve
 		var ev Event
 		if err := json.Unmarshal([]byte(n.Payload), &ev); err != nil {
 			continue // not ours
+		}
+		if ev.Origin == s.origin {
+			continue // this replica's own: it acted on it when it committed
 		}
 		fn(ev)
 	}

@@ -30,6 +30,8 @@ type sqlStore struct {
 	rdb     *sql.DB         // reads (SQLite: a pool of its own; PostgreSQL: db)
 	compile chan struct{}   // the in-process half of the compile lock
 	pgcfg   *pgx.ConnConfig // PostgreSQL: for the LISTEN connection
+	origin  string          // PostgreSQL: this replica, in the events it sends
+	reports reportWriter
 }
 
 func (s *sqlStore) Dialect() string { return s.dialect }
@@ -37,6 +39,7 @@ func (s *sqlStore) Dialect() string { return s.dialect }
 func (s *sqlStore) Ping(ctx context.Context) error { return s.rdb.PingContext(ctx) }
 
 func (s *sqlStore) Close() error {
+	s.reports.stop()
 	err := s.db.Close()
 	if s.rdb != s.db {
 		err = errors.Join(err, s.rdb.Close())
@@ -166,7 +169,12 @@ func (s *sqlStore) Migrations(ctx context.Context) ([]int, error) {
 }
 
 // query runs a read and scans each row with scan.
-func query[T any](ctx context.Context, db *sql.DB, what string, scan func(*sql.Rows) (T, error), q string, args ...any) ([]T, error) {
+// querier is a *sql.DB or a *sql.Tx.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func query[T any](ctx context.Context, db querier, what string, scan func(*sql.Rows) (T, error), q string, args ...any) ([]T, error) {
 	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: %s: %w", what, err)
@@ -186,7 +194,7 @@ func query[T any](ctx context.Context, db *sql.DB, what string, scan func(*sql.R
 	return out, nil
 }
 
-func one[T any](ctx context.Context, db *sql.DB, what string, scan func(*sql.Rows) (T, error), q string, args ...any) (T, error) {
+func one[T any](ctx context.Context, db querier, what string, scan func(*sql.Rows) (T, error), q string, args ...any) (T, error) {
 	vs, err := query(ctx, db, what, scan, q, args...)
 	if err != nil {
 		var zero T
@@ -270,6 +278,10 @@ func scanServer(r *sql.Rows) (Server, error) {
 
 func (s *sqlStore) Servers(ctx context.Context) ([]Server, error) {
 	return query(ctx, s.rdb, "servers", scanServer, `SELECT `+serverCols+` FROM servers ORDER BY id`)
+}
+
+func (s *sqlStore) ServersOf(ctx context.Context, uai string) ([]Server, error) {
+	return query(ctx, s.rdb, "servers of "+uai, scanServer, `SELECT `+serverCols+` FROM servers WHERE uai = $1 ORDER BY id`, uai)
 }
 
 func (s *sqlStore) Server(ctx context.Context, id string) (Server, error) {
@@ -491,7 +503,23 @@ func (s *sqlStore) commit(ctx context.Context, tx *sql.Tx, b *Batch) error {
 			return err
 		}
 	}
+	// A manifest that follows the stored one (serial + 1) is written with
+	// others, many to a statement; any other, alone.
+	var next []Manifest
 	for _, m := range b.Manifests {
+		if m.Serial == m.PrevSerial+1 {
+			next = append(next, m)
+		}
+	}
+	for chunk := range slices.Chunk(next, manifestChunk) {
+		if err := writeNextManifests(ctx, tx, chunk); err != nil {
+			return err
+		}
+	}
+	for _, m := range b.Manifests {
+		if m.Serial == m.PrevSerial+1 {
+			continue
+		}
 		what := "manifest of " + m.ServerID
 		args := []any{m.ServerID, int64(m.Serial), m.Digest, m.Envelope, us(m.Issued), us(m.Expires), m.Inputs,
 			jsonText(orEmpty(m.Modules)), jsonText(orEmpty(m.Blobs)), jsonText(orEmpty(m.Secrets))}
@@ -565,13 +593,56 @@ func (s *sqlStore) commit(ctx context.Context, tx *sql.Tx, b *Batch) error {
 		}
 	}
 	if s.dialect == "postgres" {
-		for _, payload := range eventPayloads(b.Events) {
+		for _, payload := range eventPayloads(s.origin, b.Events) {
 			if _, err := exec(ctx, tx, "notify", `SELECT pg_notify('`+notifyChannel+`', $1)`, payload); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// manifestChunk is how many manifests one statement writes (10
+// parameters each: PostgreSQL takes 65,535 at most, SQLite 32,766).
+const manifestChunk = 500
+
+// writeNextManifests writes manifests that each follow the stored one:
+// a new row for serial 1, else the row of serial - 1. A row that is not
+// (another replica wrote meanwhile) is a conflict.
+func writeNextManifests(ctx context.Context, tx *sql.Tx, ms []Manifest) error {
+	var q strings.Builder
+	q.WriteString(`INSERT INTO manifests (server_id, serial, digest, envelope, issued, expires, inputs, modules, blobs, secrets) VALUES `)
+	args := make([]any, 0, 10*len(ms))
+	for i, m := range ms {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		n := len(args)
+		fmt.Fprintf(&q, "($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5, n+6, n+7, n+8, n+9, n+10)
+		args = append(args, m.ServerID, int64(m.Serial), m.Digest, m.Envelope, us(m.Issued), us(m.Expires), m.Inputs,
+			jsonText(orEmpty(m.Modules)), jsonText(orEmpty(m.Blobs)), jsonText(orEmpty(m.Secrets)))
+	}
+	q.WriteString(` ON CONFLICT (server_id) DO UPDATE SET serial = excluded.serial, digest = excluded.digest, envelope = excluded.envelope,
+		issued = excluded.issued, expires = excluded.expires, inputs = excluded.inputs, modules = excluded.modules,
+		blobs = excluded.blobs, secrets = excluded.secrets
+		WHERE manifests.serial = excluded.serial - 1
+		RETURNING server_id`)
+	written, err := query(ctx, tx, fmt.Sprintf("%d manifests", len(ms)), func(r *sql.Rows) (string, error) {
+		var id string
+		return id, r.Scan(&id)
+	}, q.String(), args...)
+	if err != nil {
+		return err
+	}
+	if len(written) == len(ms) {
+		return nil
+	}
+	for _, m := range ms {
+		if !slices.Contains(written, m.ServerID) {
+			return fmt.Errorf("store: manifest of %s: serial is no longer %d: %w", m.ServerID, m.PrevSerial, ErrConflict)
+		}
+	}
+	return fmt.Errorf("store: %d manifests: %d written: %w", len(ms), len(written), ErrConflict)
 }
 
 func orEmpty[T any](s []T) []T {
@@ -607,9 +678,10 @@ const notifyChannel = "alize_events"
 const maxPayload = 7000
 
 // eventPayloads cuts events into NOTIFY payloads, splitting long id lists.
-func eventPayloads(events []Event) []string {
+func eventPayloads(origin string, events []Event) []string {
 	var out []string
 	for _, ev := range events {
+		ev.Origin = origin
 		if len(ev.IDs) == 0 {
 			out = append(out, jsonText(ev))
 			continue
@@ -618,13 +690,13 @@ func eventPayloads(events []Event) []string {
 		size := 0
 		for _, id := range ev.IDs {
 			if size+len(id)+3 > maxPayload && len(chunk) > 0 {
-				out = append(out, jsonText(Event{Kind: ev.Kind, IDs: chunk}))
+				out = append(out, jsonText(Event{Kind: ev.Kind, IDs: chunk, Origin: origin}))
 				chunk, size = nil, 0
 			}
 			chunk = append(chunk, id)
 			size += len(id) + 3
 		}
-		out = append(out, jsonText(Event{Kind: ev.Kind, IDs: chunk}))
+		out = append(out, jsonText(Event{Kind: ev.Kind, IDs: chunk, Origin: origin}))
 	}
 	return out
 }
@@ -752,46 +824,6 @@ func (s *sqlStore) DenyList(ctx context.Context) (DenyList, error) {
 }
 
 // --- reports ---
-
-func (s *sqlStore) AddReport(ctx context.Context, r Report, keep int) (bool, error) {
-	if keep < 1 {
-		keep = 1
-	}
-	duplicate := false
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		body := string(r.Body)
-		if body == "" {
-			body = "null"
-		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO reports (server_id, id, serial, outcome, refusal, started, finished, received, body)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (server_id, id) DO NOTHING`,
-			r.ServerID, r.ID, int64(r.Serial), r.Outcome, r.Refusal, us(r.Started), us(r.Finished), us(r.Received), body)
-		if err != nil {
-			return fmt.Errorf("store: report %s: %w", r.ID, err)
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return fmt.Errorf("store: report %s: %w", r.ID, err)
-		} else if n == 0 {
-			duplicate = true
-			return nil
-		}
-		if _, err := exec(ctx, tx, "last report of "+r.ServerID, `UPDATE servers SET report_id = $2, report_time = $3, report_serial = $4, report_outcome = $5, report_refusal = $6,
-			facts = CASE WHEN $7 = '{}' THEN facts ELSE $7 END
-			WHERE id = $1 AND report_time <= $3`, r.ServerID, r.ID, us(r.Finished), int64(r.Serial), r.Outcome, r.Refusal, jsonText(r.Facts)); err != nil {
-			return err
-		}
-		if r.Applied {
-			if _, err := exec(ctx, tx, "applied serial of "+r.ServerID, `UPDATE servers SET applied_serial = $2, applied_time = $3 WHERE id = $1 AND applied_serial < $2`,
-				r.ServerID, int64(r.Serial), us(r.Finished)); err != nil {
-				return err
-			}
-		}
-		_, err = exec(ctx, tx, "prune reports of "+r.ServerID, `DELETE FROM reports WHERE server_id = $1 AND id NOT IN
-			(SELECT id FROM reports WHERE server_id = $1 ORDER BY finished DESC, id DESC LIMIT $2)`, r.ServerID, keep)
-		return err
-	})
-	return duplicate, err
-}
 
 func scanReport(r *sql.Rows) (Report, error) {
 	var rp Report

@@ -44,7 +44,7 @@ func OpenSQLite(ctx context.Context, path string) (Store, error) {
 	}
 	rdb.SetMaxOpenConns(8)
 	rdb.SetMaxIdleConns(8)
-	s := &sqlStore{dialect: "sqlite", db: db, rdb: rdb, compile: make(chan struct{}, 1)}
+	s := &sqlStore{dialect: "sqlite", db: db, rdb: rdb, compile: make(chan struct{}, 1), reports: newReportWriter()}
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, err

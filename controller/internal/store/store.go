@@ -53,6 +53,8 @@ type Store interface {
 	Groups(ctx context.Context) ([]Group, error)
 	Servers(ctx context.Context) ([]Server, error)
 	Server(ctx context.Context, id string) (Server, error)
+	// ServersOf lists an establishment's servers.
+	ServersOf(ctx context.Context, uai string) ([]Server, error)
 	Variables(ctx context.Context) ([]Variable, error)
 	Assignments(ctx context.Context) ([]Assignment, error)
 	// Modules lists every published module version, without definitions
@@ -415,6 +417,9 @@ type AuditFilter struct {
 type Event struct {
 	Kind string   `json:"kind"` // EventManifests, EventRevoked, EventRoots
 	IDs  []string `json:"ids,omitempty"`
+	// Origin is the replica that committed it (set by the store): a
+	// replica's Listen does not deliver its own events.
+	Origin string `json:"origin,omitempty"`
 }
 
 // Event kinds.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -291,6 +292,10 @@ func testStore(t *testing.T, open opener) {
 		if as, _ := s.Academies(ctx); len(as) != 2 {
 			t.Errorf("a refused batch added an academy")
 		}
+		// A first manifest for a server that has one: refused too.
+		if err := s.Commit(ctx, &Batch{Manifests: []Manifest{m}}); !errors.Is(err, ErrConflict) {
+			t.Errorf("Commit(first manifest again) = %v, want ErrConflict", err)
+		}
 		got, err := s.Manifest(ctx, "srv-a")
 		if err != nil {
 			t.Fatal(err)
@@ -485,6 +490,67 @@ func testStore(t *testing.T, open opener) {
 		}
 	})
 
+	run("reports written together", func(t *testing.T, s Store, _ func() Store) {
+		seed(t, s)
+		commit(t, s, &Batch{Tokens: []Token{{ID: "tok00002", SecretHash: []byte("h"), UAI: "0780001A", Expires: t0.Add(time.Hour), Created: t0, CreatedBy: "admin"}}})
+		enroll(t, s, "tok00002", "srv-b", "0780001A", false)
+		for uai, want := range map[string]string{"0780001A": "srv-b", "0951099D": "srv-a"} {
+			if svs, err := s.ServersOf(ctx, uai); err != nil || len(svs) != 1 || svs[0].ID != want {
+				t.Errorf("ServersOf(%s) = %+v, %v; want %s only", uai, svs, err, want)
+			}
+		}
+		rep := func(server, id string, serial uint64, minute int, applied bool) *reportReq {
+			at := t0.Add(time.Duration(minute) * time.Minute)
+			return &reportReq{keep: 3, done: make(chan struct{}), r: Report{ServerID: server, ID: id, Serial: serial, Outcome: "compliant",
+				Started: at, Finished: at, Received: at, Body: json.RawMessage(`{}`), Applied: applied}}
+		}
+		// One batch as a fleet change makes it: two servers, reports out
+		// of order, one sent twice.
+		batch := []*reportReq{
+			rep("srv-a", "a1", 1, 1, true), rep("srv-b", "b1", 1, 1, true),
+			rep("srv-a", "a3", 3, 3, false), rep("srv-a", "a2", 2, 2, true),
+			rep("srv-b", "b1", 1, 1, true), // the agent's retry
+			rep("srv-a", "a4", 4, 4, true), rep("srv-a", "a0", 1, 0, true),
+		}
+		s.(*sqlStore).writeBatch(batch)
+		var dups []bool
+		for _, r := range batch {
+			if r.err != nil {
+				t.Fatalf("report %s/%s: %v", r.r.ServerID, r.r.ID, r.err)
+			}
+			dups = append(dups, r.dup)
+		}
+		if diff := cmp.Diff([]bool{false, false, false, false, true, false, false}, dups); diff != "" {
+			t.Errorf("duplicates (-want +got):\n%s", diff)
+		}
+		rs, _ := s.Reports(ctx, ReportFilter{ServerID: "srv-a"})
+		var ids []string
+		for _, r := range rs {
+			ids = append(ids, r.ID)
+		}
+		if diff := cmp.Diff([]string{"a4", "a3", "a2"}, ids); diff != "" {
+			t.Errorf("srv-a kept (-want +got):\n%s", diff)
+		}
+		a, _ := s.Server(ctx, "srv-a")
+		if a.ReportID != "a4" || a.ReportSerial != 4 || a.AppliedSerial != 4 || !a.AppliedTime.Equal(t0.Add(4*time.Minute)) {
+			t.Errorf("srv-a's last report %s serial %d, applied %d at %v; want a4, 4, 4 at minute 4", a.ReportID, a.ReportSerial, a.AppliedSerial, a.AppliedTime)
+		}
+		if b, _ := s.Server(ctx, "srv-b"); b.ReportID != "b1" || b.AppliedSerial != 1 {
+			t.Errorf("srv-b's last report %s, applied %d; want b1, 1", b.ReportID, b.AppliedSerial)
+		}
+		// A batch that fails (a server the store does not know) is
+		// written report by report: the others are kept.
+		batch = []*reportReq{rep("srv-b", "b2", 2, 2, true), rep("srv-gone", "g1", 1, 1, true), rep("srv-a", "a4", 4, 4, true)}
+		s.(*sqlStore).writeBatch(batch)
+		if batch[0].err != nil || batch[0].dup || batch[1].err == nil || batch[2].err != nil || !batch[2].dup {
+			t.Errorf("after a failed batch: b2 %v %v, g1 %v, a4 %v %v; want b2 written, g1 refused, a4 a duplicate",
+				batch[0].dup, batch[0].err, batch[1].err, batch[2].dup, batch[2].err)
+		}
+		if b, _ := s.Server(ctx, "srv-b"); b.ReportID != "b2" || b.AppliedSerial != 2 {
+			t.Errorf("srv-b's last report %s, applied %d; want b2, 2", b.ReportID, b.AppliedSerial)
+		}
+	})
+
 	run("operators and audit", func(t *testing.T, s Store, _ func() Store) {
 		commit(t, s, &Batch{Operators: []Operator{
 			{ID: "op1", Name: "alice", Role: "fleet_admin", SecretHash: []byte("h1"), Created: t0, CreatedBy: "bootstrap"},
@@ -589,6 +655,11 @@ func testStore(t *testing.T, open opener) {
 		got := make(chan Event, 100)
 		go b.Listen(lctx, ready, func(ev Event) { got <- ev })
 		<-ready
+		// The committing replica listens too: it must not hear itself.
+		own := make(chan Event, 100)
+		ownReady := make(chan struct{})
+		go s.Listen(lctx, ownReady, func(ev Event) { own <- ev })
+		<-ownReady
 		ids := make([]string, 2000) // more than one NOTIFY payload holds
 		for i := range ids {
 			ids[i] = fmt.Sprintf("server-%04d", i)
@@ -612,6 +683,17 @@ func testStore(t *testing.T, open opener) {
 		}
 		if diff := cmp.Diff(ids, seen); diff != "" {
 			t.Errorf("ids notified (-want +got):\n%s", diff)
+		}
+		// PostgreSQL delivers notifications in commit order: once s hears
+		// b's event, it has heard all it was going to of its own.
+		commit(t, b, &Batch{Events: []Event{{Kind: EventRevoked, IDs: []string{"from-b"}}}})
+		select {
+		case ev := <-own:
+			if ev.Kind != EventRevoked || !slices.Equal(ev.IDs, []string{"from-b"}) {
+				t.Errorf("the committing replica heard %s %d ids, its own event; want only the other replica's", ev.Kind, len(ev.IDs))
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("after 10 s, the first replica did not hear the second's event")
 		}
 	})
 }
