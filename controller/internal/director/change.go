@@ -306,6 +306,8 @@ var (
 // PutEstablishment adds or changes an establishment.
 type PutEstablishment struct{ Establishment store.Establishment }
 
+func (c PutEstablishment) establishment() string { return c.Establishment.UAI }
+
 func (c PutEstablishment) apply(_ *Director, m *model, b *store.Batch, now time.Time) (scope, store.AuditEntry, error) {
 	e := c.Establishment
 	var errs []string

@@ -49,9 +49,9 @@ type Config struct {
 	// before its end it is signed again.
 	ManifestTTL time.Duration
 	RenewBefore time.Duration
-	// Signed is called after a commit with the servers that have a new
-	// manifest, to wake their long polls.
-	Signed func(ids []string)
+	// Signed is called after a commit with the new manifests, to wake
+	// their servers' long polls. It must not keep the slice.
+	Signed func(ms []store.Manifest)
 	// BuildGC, when above zero, is the collector's GOGC while a change
 	// builds the manifests of at least BuildGCServers servers: such a
 	// build allocates much and keeps little, and a collector that lets
@@ -90,7 +90,7 @@ func New(cfg Config) *Director {
 		cfg.RenewBefore = cfg.ManifestTTL / 2
 	}
 	if cfg.Signed == nil {
-		cfg.Signed = func([]string) {}
+		cfg.Signed = func([]store.Manifest) {}
 	}
 	return &Director{cfg: cfg, parsed: map[string]*parsedModule{}}
 }
@@ -159,6 +159,10 @@ type lenient interface{ lenient() bool }
 // model is all it needs.
 type oneServer interface{ server() string }
 
+// oneEstablishment: the change concerns one establishment and its
+// servers only.
+type oneEstablishment interface{ establishment() string }
+
 // forcing: re-sign manifests even when their inputs did not change.
 type forcing interface{ force() bool }
 
@@ -172,9 +176,12 @@ func (d *Director) Apply(ctx context.Context, ch Change, actor string, dryRun bo
 		return nil, err
 	}
 	defer unlock()
-	only := ""
-	if o, ok := ch.(oneServer); ok {
-		only = o.server()
+	var only loadScope
+	switch o := ch.(type) {
+	case oneServer:
+		only.server = o.server()
+	case oneEstablishment:
+		only.uai = o.establishment()
 	}
 	m, err := d.load(ctx, only)
 	if err != nil {
@@ -279,8 +286,8 @@ func (d *Director) Apply(ctx context.Context, ch Change, actor string, dryRun bo
 	d.failed.Add(uint64(plan.Failed))
 	d.cfg.Log.Info("change applied", "change", strings.TrimPrefix(fmt.Sprintf("%T", ch), "director."), "action", audit.Action, "target", audit.Target, "actor", actor,
 		"touched", plan.Touched, "signed", len(signedIDs), "failed", plan.Failed, "took", time.Since(start).Round(time.Millisecond))
-	if len(signedIDs) > 0 {
-		d.cfg.Signed(signedIDs)
+	if len(b.Manifests) > 0 {
+		d.cfg.Signed(b.Manifests)
 	}
 	return plan, nil
 }

@@ -49,7 +49,11 @@ func newFixtureTB(t testing.TB) *fixture {
 		Store: s, Keys: []*manifest.Key{f.keys.Director}, Trust: func() *manifest.Trust { return f.keys.Trust },
 		Checkers: ctltest.Checkers(), Secrets: keys.NewSecretBox(), Clock: func() time.Time { return f.now },
 		Log: ctltest.Logger(t), ManifestTTL: 14 * 24 * time.Hour, RenewBefore: 7 * 24 * time.Hour,
-		Signed: func(ids []string) { f.signed = append(f.signed, ids...) },
+		Signed: func(ms []store.Manifest) {
+			for _, m := range ms {
+				f.signed = append(f.signed, m.ServerID)
+			}
+		},
 	})
 	f.apply(PutAcademy{Academy: store.Academy{Name: "versailles", Title: "Versailles"}})
 	f.apply(PutEstablishment{Establishment: store.Establishment{UAI: lyceeUAI, Academy: "versailles", Name: "Lycée Pissarro", Type: "lycee", Zone: "C"}})
@@ -267,6 +271,19 @@ func TestChangesCompileIncrementally(t *testing.T) {
 	if s := spec(t, m, 0); s.Port != 2222 {
 		t.Errorf("port = %d, want the group's 2222", s.Port)
 	}
+	// The collège becomes a lycée: it joins the group, and only its
+	// server is built again.
+	p = f.apply(PutEstablishment{Establishment: store.Establishment{UAI: collegeUAI, Academy: "versailles", Name: "Lycée Jean Moulin", Type: "lycee", Zone: "C"}})
+	if p.Touched != 1 || p.Changed != 1 {
+		t.Errorf("establishment plan = %+v, want one server touched and changed", p)
+	}
+	m, _ = f.verify("amon-college", manifest.State{Serial: 2})
+	if s := spec(t, m, 0); s.Port != 2222 {
+		t.Errorf("the new lycée's port = %d, want the group's 2222", s.Port)
+	}
+	if _, rec := f.verify("amon-lycee", manifest.State{Serial: 3}); rec.Serial != 4 {
+		t.Errorf("the other lycée was re-signed: serial %d", rec.Serial)
+	}
 
 	// A bad value for servers that build: refused, with its path.
 	_, err = f.d.Apply(ctx, SetVariable{Level: level("fleet"), Name: "port", Value: json.RawMessage(`70000`)}, "alice", false)
@@ -296,7 +313,7 @@ func TestChangesCompileIncrementally(t *testing.T) {
 		}
 	}
 	audit, _ := f.s.Audit(ctx, store.AuditFilter{Actor: "alice", Limit: 1000})
-	if len(audit) != 9 { // 2 establishments, 1 academy, var, assign, var, group, var, (publish)
+	if len(audit) != 10 { // 2 establishments, 1 academy, var, assign, var, group, var, establishment, (publish)
 		for _, a := range audit {
 			t.Logf("%s %s %s", a.Action, a.Target, a.Detail)
 		}

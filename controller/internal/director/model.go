@@ -34,7 +34,16 @@ func varKey(l store.Level, name string) string { return l.String() + "/" + name 
 // concerns that one server: its establishment, itself and its manifest
 // are read, not every server's (enrolling the fleet one server at a time
 // would read the fleet each time), and everything else as usual.
-func (d *Director) load(ctx context.Context, only string) (*model, error) {
+// loadScope is the part of the inventory a change needs: all of it, one
+// server (and its establishment), or one establishment and its servers.
+// Academies, groups, variables, assignments and modules are always
+// loaded whole: they are few.
+type loadScope struct {
+	server string
+	uai    string
+}
+
+func (d *Director) load(ctx context.Context, only loadScope) (*model, error) {
 	m := &model{
 		academies:      map[string]store.Academy{},
 		establishments: map[string]store.Establishment{},
@@ -57,15 +66,28 @@ func (d *Director) load(ctx context.Context, only string) (*model, error) {
 	}
 	var es []store.Establishment
 	var svs []store.Server
-	if only == "" {
+	switch {
+	case only.uai != "":
+		e, err := s.Establishment(ctx, only.uai)
+		switch {
+		case errors.Is(err, store.ErrNotFound): // a new one
+		case err != nil:
+			return nil, err
+		default:
+			es = append(es, e)
+		}
+		if svs, err = s.ServersOf(ctx, only.uai); err != nil {
+			return nil, err
+		}
+	case only.server == "":
 		if es, err = s.Establishments(ctx); err != nil {
 			return nil, err
 		}
 		if svs, err = s.Servers(ctx); err != nil {
 			return nil, err
 		}
-	} else {
-		sv, err := s.Server(ctx, only)
+	default:
+		sv, err := s.Server(ctx, only.server)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 		case err != nil:
@@ -130,19 +152,21 @@ func (d *Director) load(ctx context.Context, only string) (*model, error) {
 		m.blobs[b.Digest] = b.Size
 	}
 	var mfs []store.Manifest
-	if only == "" {
+	if only == (loadScope{}) {
 		if mfs, err = s.Manifests(ctx); err != nil {
 			return nil, err
 		}
-	} else if _, ok := m.servers[only]; ok {
-		mf, err := s.Manifest(ctx, only)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-		case err != nil:
-			return nil, err
-		default:
-			mf.Envelope = nil // the model keeps manifests' records, not their bytes
-			mfs = append(mfs, mf)
+	} else {
+		for id := range m.servers {
+			mf, err := s.Manifest(ctx, id)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+			case err != nil:
+				return nil, err
+			default:
+				mf.Envelope = nil // the model keeps manifests' records, not their bytes
+				mfs = append(mfs, mf)
+			}
 		}
 	}
 	for _, mf := range mfs {

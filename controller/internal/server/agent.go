@@ -244,6 +244,9 @@ func (s *srv) manifest(w http.ResponseWriter, r *http.Request, id string) error 
 			return err
 		}
 		if meta.found && !etagMatches(inm, meta.etag) {
+			if env := s.Hub.take(id, meta.etag); env != nil {
+				return s.writeManifest(w, r, meta.etag, env, longPoll)
+			}
 			return s.serveManifest(w, r, id, longPoll)
 		}
 		if wait == 0 {
@@ -296,9 +299,13 @@ func (s *srv) serveManifest(w http.ResponseWriter, r *http.Request, id string, l
 	if err != nil {
 		return err
 	}
-	w.Header().Set("ETag", `"`+mf.Digest+`"`)
+	return s.writeManifest(w, r, mf.Digest, mf.Envelope, longPoll)
+}
+
+func (s *srv) writeManifest(w http.ResponseWriter, r *http.Request, etag string, env []byte, longPoll bool) error {
+	w.Header().Set("ETag", `"`+etag+`"`)
 	w.Header().Set(api.HeaderNextPoll, strconv.Itoa(s.nextPollAfter(longPoll)))
-	writeBody(w, r, api.ContentTypeEnvelope, mf.Envelope)
+	writeBody(w, r, api.ContentTypeEnvelope, env)
 	return nil
 }
 

@@ -123,7 +123,7 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 	d := director.New(director.Config{
 		Store: cfg.Store, Keys: dks, Trust: roots.Current, Checkers: cfg.Checkers, Secrets: secrets,
 		Clock: cfg.Clock, Log: cfg.Log.With("component", "director"),
-		ManifestTTL: cfg.ManifestTTL, RenewBefore: cfg.RenewBefore, Signed: hub.Wake, BuildGC: cfg.BuildGC,
+		ManifestTTL: cfg.ManifestTTL, RenewBefore: cfg.RenewBefore, Signed: hub.Signed, BuildGC: cfg.BuildGC,
 	})
 	metrics := NewMetrics(nil)
 	c := &Controller{cfg: cfg, drain: make(chan struct{}), Director: d, CA: authority}
@@ -236,6 +236,7 @@ func (c *Controller) Serve(ctx context.Context, ln net.Listener) error {
 			case <-bg.Done():
 				return
 			case <-t.C:
+				c.srv.Hub.drop(time.Now().Add(-time.Minute))
 				if err := c.srv.seen.flush(bg, c.cfg.Store); err != nil && bg.Err() == nil {
 					log.Error("poll times not saved", "err", err)
 				}

@@ -12,13 +12,16 @@ import (
 // Hub holds the long polls: each waits on its server's channel, which a
 // new manifest closes. It also caches what the 304 path needs of each
 // server's current manifest (its digest and blobs), so that most polls
-// never reach the store.
+// never reach the store; and it hands the manifests this replica has just
+// signed to the long polls they wake, so that a fleet-wide change does not
+// read 17,000 manifests back from the store it wrote them to.
 type Hub struct {
 	mu      sync.Mutex
 	waiters map[string]chan struct{}
 	cache   map[string]manifestMeta
 	holding int    // long polls held now
 	gen     uint64 // grows at every Wake: a cache fill that saw it move is dropped
+	handed  int    // cache entries holding an envelope
 }
 
 type manifestMeta struct {
@@ -26,6 +29,11 @@ type manifestMeta struct {
 	serial uint64
 	etag   string // the manifest's digest
 	blobs  []string
+	// envelope is the manifest itself, kept from its signing for the
+	// long poll it woke; the first answer takes it (take), and what no
+	// poll took is dropped after a while (drop).
+	envelope []byte
+	signed   time.Time
 }
 
 // NewHub makes an empty Hub.
@@ -51,10 +59,75 @@ func (h *Hub) Wake(ids []string) {
 	defer h.mu.Unlock()
 	h.gen++
 	for _, id := range ids {
+		if h.cache[id].envelope != nil {
+			h.handed--
+		}
 		delete(h.cache, id)
 		if ch, ok := h.waiters[id]; ok {
 			close(ch)
 			delete(h.waiters, id)
+		}
+	}
+}
+
+// Signed records manifests this replica has just committed and wakes
+// their servers' long polls, which answer with the envelope handed over
+// here. A manifest older than the one cached (a slower build's) is
+// ignored.
+func (h *Hub) Signed(ms []store.Manifest) {
+	now := time.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.gen++
+	for _, m := range ms {
+		id := m.ServerID
+		old, ok := h.cache[id]
+		if ok && old.found && old.serial > m.Serial {
+			continue
+		}
+		if old.envelope != nil {
+			h.handed--
+		}
+		meta := manifestMeta{found: true, serial: m.Serial, etag: m.Digest, blobs: m.Blobs}
+		if ch, ok := h.waiters[id]; ok {
+			meta.envelope, meta.signed = m.Envelope, now
+			h.handed++
+			close(ch)
+			delete(h.waiters, id)
+		}
+		h.cache[id] = meta
+	}
+}
+
+// take returns the envelope handed over for a server's manifest of digest
+// etag, once; nil when there is none (read it from the store).
+func (h *Hub) take(id, etag string) []byte {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	m, ok := h.cache[id]
+	if !ok || m.envelope == nil || m.etag != etag {
+		return nil
+	}
+	env := m.envelope
+	m.envelope = nil
+	h.cache[id] = m
+	h.handed--
+	return env
+}
+
+// drop forgets the envelopes handed over before t that no poll took (its
+// agent went away meanwhile).
+func (h *Hub) drop(t time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.handed == 0 {
+		return
+	}
+	for id, m := range h.cache {
+		if m.envelope != nil && m.signed.Before(t) {
+			m.envelope = nil
+			h.cache[id] = m
+			h.handed--
 		}
 	}
 }
@@ -65,6 +138,7 @@ func (h *Hub) WakeAll() {
 	defer h.mu.Unlock()
 	h.gen++
 	clear(h.cache)
+	h.handed = 0
 	for id, ch := range h.waiters {
 		close(ch)
 		delete(h.waiters, id)
