@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"filippo.io/age"
 	"github.com/alize-eple/alize/controller/internal/store"
+	"github.com/alize-eple/alize/testenv"
 )
 
 // BenchmarkFleetChange measures a fleet-level variable change that
@@ -26,9 +28,46 @@ func BenchmarkFleetChange(b *testing.B) {
 	}
 }
 
+// BenchmarkFleetChangeNation is the same change for the nation's 17,000
+// servers, on each store: what `var set fleet` takes before testenv/fleetsim's
+// agents can see it (load, build, sign, commit), without the agents.
+func BenchmarkFleetChangeNation(b *testing.B) {
+	for _, name := range []string{"sqlite", "postgres"} {
+		b.Run(name, func(b *testing.B) {
+			var s store.Store
+			var err error
+			if name == "sqlite" {
+				s, err = store.OpenSQLite(b.Context(), filepath.Join(b.TempDir(), "c.db"))
+			} else {
+				s, err = store.OpenPostgres(b.Context(), testenv.StartPostgres(b).DSN)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			f := newBenchFixtureStore(b, s, 17000)
+			ctx := context.Background()
+			for i := 0; b.Loop(); i++ {
+				p, err := f.d.Apply(ctx, SetVariable{Level: level("fleet"), Name: "message", Value: json.RawMessage(fmt.Sprintf(`"m%d"`, i))}, "bench", false)
+				if err != nil || p.Changed < 17000 {
+					b.Fatalf("Apply(): %d changed, %v", p.Changed, err)
+				}
+			}
+		})
+	}
+}
+
 func newBenchFixture(b *testing.B, n int) *fixture {
 	b.Helper()
-	f := newFixtureTB(b)
+	s, err := store.OpenSQLite(b.Context(), filepath.Join(b.TempDir(), "c.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return newBenchFixtureStore(b, s, n)
+}
+
+func newBenchFixtureStore(b *testing.B, s store.Store, n int) *fixture {
+	b.Helper()
+	f := newFixtureStore(b, s)
 	ctx := context.Background()
 	recipient, _ := age.GenerateX25519Identity()
 	var batch store.Batch

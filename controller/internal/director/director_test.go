@@ -43,6 +43,12 @@ func newFixtureTB(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newFixtureStore(t, s)
+}
+
+// newFixtureStore is a fixture on the store s, closed at cleanup.
+func newFixtureStore(t testing.TB, s store.Store) *fixture {
+	t.Helper()
 	t.Cleanup(func() { s.Close() })
 	f := &fixture{t: t, s: s, keys: ctltest.NewKeys(t), now: time.Date(2025, 9, 1, 8, 0, 0, 0, time.UTC), ids: map[string]*age.X25519Identity{}}
 	f.d = New(Config{
