@@ -65,7 +65,7 @@ func newBenchFixture(b *testing.B, n int) *fixture {
 	return newBenchFixtureStore(b, s, n)
 }
 
-func newBenchFixtureStore(b *testing.B, s store.Store, n int) *fixture {
+func newBenchFixtureStore(b testing.TB, s store.Store, n int) *fixture {
 	b.Helper()
 	f := newFixtureStore(b, s)
 	ctx := context.Background()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -494,4 +495,39 @@ func TestSourcesFollowTheLevels(t *testing.T) {
 	if got := m2.Modules[0].Sources["message"]; got != "fleet" {
 		t.Errorf("message from %q once unset at the establishment, want fleet", got)
 	}
+}
+
+// TestBuildCollector: a build of BuildGCServers servers or more runs with
+// the collector at BuildGC and a soft memory limit of BuildMemory, never
+// below 1.5× the live data; both are set back after.
+func TestBuildCollector(t *testing.T) {
+	s, err := store.OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newBenchFixtureStore(t, s, BuildGCServers)
+	gcBefore, limitBefore := debug.SetGCPercent(-1), debug.SetMemoryLimit(-1)
+	debug.SetGCPercent(gcBefore)
+	var gcDuring int
+	var limitDuring int64
+	f.d.cfg.BuildGC, f.d.cfg.BuildMemory = 300, 1 // a budget below any live data
+	f.d.cfg.Signed = func([]store.Manifest) {
+		gcDuring = debug.SetGCPercent(-1)
+		debug.SetGCPercent(gcDuring)
+		limitDuring = debug.SetMemoryLimit(-1)
+	}
+	p := f.apply(SetVariable{Level: level("fleet"), Name: "message", Value: json.RawMessage(`"collected"`)})
+	if p.Changed < BuildGCServers {
+		t.Fatalf("%d servers changed, want %d at least", p.Changed, BuildGCServers)
+	}
+	if gcDuring != 300 {
+		t.Errorf("GOGC during the build = %d, want 300", gcDuring)
+	}
+	if live := liveBytes(); limitDuring < live || limitDuring >= limitBefore {
+		t.Errorf("memory limit during the build = %d, want at least the live data (%d) and below the process's (%d)", limitDuring, live, limitBefore)
+	}
+	if gc, limit := debug.SetGCPercent(-1), debug.SetMemoryLimit(-1); gc != gcBefore || limit != limitBefore {
+		t.Errorf("after the build: GOGC %d, limit %d; want them back at %d, %d", gc, limit, gcBefore, limitBefore)
+	}
+	debug.SetGCPercent(gcBefore)
 }
