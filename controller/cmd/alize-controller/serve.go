@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"time"
@@ -44,7 +46,10 @@ $ALIZE_DATABASE) gives a PostgreSQL URL, for several replicas.`,
 				return fmt.Errorf("--log-level: %w", err)
 			}
 			log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-			gc, buildMemory := tuneGC(log)
+			gc, budget := tuneGC(log)
+			if budget != nil {
+				go budget.keep(ctx)
+			}
 			if database == "" {
 				database = os.Getenv("ALIZE_DATABASE")
 			}
@@ -66,7 +71,7 @@ $ALIZE_DATABASE) gives a PostgreSQL URL, for several replicas.`,
 			}
 			ctl, err := server.New(ctx, server.Config{
 				StateDir: stateDir, KeysDir: keysDir, Names: names, Store: st, Checkers: checkers,
-				Settings: settings, ManifestTTL: manifestTTL, Log: log, BuildGC: gc, BuildMemory: buildMemory,
+				Settings: settings, ManifestTTL: manifestTTL, Log: log, BuildGC: gc,
 			})
 			if err != nil {
 				return err
@@ -102,35 +107,85 @@ $ALIZE_DATABASE) gives a PostgreSQL URL, for several replicas.`,
 // connection and of its handler), ~600 MB at 17,000 agents, and it
 // allocates little. Go's default (100) lets the heap grow by as much
 // again as the live data and the stacks together before it collects,
-// which took a controller of 17,000 agents to 1.05 GiB; at 50 it costs a
-// few collections more a minute. A build of many manifests (a fleet
-// change) allocates much and keeps little: while it runs, the collector
-// lets the heap grow to 5× the live data (director.Config.BuildGC),
-// which spends a quarter less CPU on a fleet-wide change, but no further
-// than buildMemory (director.Config.BuildMemory). A soft limit of half
-// the machine's memory keeps anything from taking the machine.
+// which took a controller of 17,000 agents to 1,042 MiB; at 50, 891 MiB
+// for the same CPU. A build of many manifests (a fleet change) allocates
+// much and keeps little: while it runs, the collector lets the heap grow
+// to 5× the live data (director.Config.BuildGC), which spends a quarter
+// less CPU on a fleet-wide change. A soft memory limit (memoryBudget)
+// bounds both.
 const (
-	steadyGC    = 50
-	buildGC     = 400
-	buildMemory = 960 << 20
+	steadyGC = 50
+	buildGC  = 400
+	// budgetBytes is the soft memory limit the controller keeps to,
+	// while what it keeps is under 2/3 of it.
+	budgetBytes = 880 << 20
 )
 
-// tuneGC sets the collector between builds and returns its settings for
-// builds: gc is 0 when GOGC is set, memory 0 when GOMEMLIMIT is, so that
-// the operator's settings stay throughout.
-func tuneGC(log *slog.Logger) (gc int, memory int64) {
+// tuneGC sets the collector between builds and returns its setting for
+// builds (0 when GOGC is set) and the memory budget to keep (nil when
+// GOMEMLIMIT is set): the operator's settings stay throughout.
+func tuneGC(log *slog.Logger) (int, *memoryBudget) {
+	var budget *memoryBudget
 	if os.Getenv("GOMEMLIMIT") == "" {
-		memory = buildMemory
+		budget = &memoryBudget{budget: budgetBytes, ceiling: math.MaxInt64, live: liveBytes}
 		if total := memTotal(); total > 0 {
-			debug.SetMemoryLimit(total / 2)
-			log.Debug("garbage collector", "memory_limit_mib", total/2>>20)
+			budget.ceiling = total / 2
 		}
+		log.Debug("garbage collector", "memory_budget_mib", budget.budget>>20, "memory_ceiling_mib", budget.ceiling>>20)
+		budget.set()
 	}
 	if os.Getenv("GOGC") != "" {
-		return 0, memory
+		return 0, budget
 	}
 	debug.SetGCPercent(steadyGC)
-	return buildGC, memory
+	return buildGC, budget
+}
+
+// memoryBudget keeps the process's soft memory limit at budget, so that
+// the collector works harder rather than let the heap grow past it; but
+// never below 1.5× what the process keeps (its live heap and stacks), so
+// that a controller that outgrew its budget does not collect without end,
+// and never above ceiling (half the machine's memory), so that nothing
+// takes the machine.
+type memoryBudget struct {
+	budget, ceiling int64
+	live            func() int64
+}
+
+// limit is the soft memory limit for what the process keeps now.
+func (m *memoryBudget) limit() int64 {
+	return min(m.ceiling, max(m.budget, m.live()*3/2))
+}
+
+func (m *memoryBudget) set() { debug.SetMemoryLimit(m.limit()) }
+
+// keep sets the limit again every 10 s, as what the process keeps
+// changes, until ctx ends.
+func (m *memoryBudget) keep(ctx context.Context) {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			m.set()
+		}
+	}
+}
+
+// liveBytes is what the process keeps: its live heap after the last
+// collection and its goroutine stacks.
+func liveBytes() int64 {
+	samples := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/heap/stacks:bytes"}}
+	metrics.Read(samples)
+	var n int64
+	for _, s := range samples {
+		if s.Value.Kind() == metrics.KindUint64 {
+			n += int64(s.Value.Uint64())
+		}
+	}
+	return n
 }
 
 // memTotal is the machine's memory in bytes (MemTotal of /proc/meminfo),

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
-	"runtime/metrics"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,13 +60,6 @@ type Config struct {
 	// Between builds the collector is as the process set it, so that the
 	// heap of a controller holding thousands of connections stays small.
 	BuildGC int
-	// BuildMemory, when above zero, bounds such a build: the process's
-	// soft memory limit while it runs, so that the heap grows as BuildGC
-	// lets it but no further (a fleet of 17,000 built at 400 took the
-	// controller from 1.0 to 1.6 GiB). It is never set below 1.5× the
-	// live data, so that a controller larger than the budget does not
-	// collect without end, nor above the limit the process already had.
-	BuildMemory int64
 }
 
 // BuildGCServers is the size of a build from which Config.BuildGC applies.
@@ -223,13 +215,6 @@ func (d *Director) Apply(ctx context.Context, ch Change, actor string, dryRun bo
 		// Changes are serialized by the store's lock: one build at a time
 		// sets the collector, and sets it back.
 		defer debug.SetGCPercent(debug.SetGCPercent(d.cfg.BuildGC))
-		if d.cfg.BuildMemory > 0 {
-			limit := max(d.cfg.BuildMemory, liveBytes()*3/2)
-			if was := debug.SetMemoryLimit(-1); limit < was {
-				debug.SetMemoryLimit(limit)
-				defer debug.SetMemoryLimit(was)
-			}
-		}
 	}
 	results := d.buildAll(m, ids, now, !dryRun, force)
 	plan := &api.Plan{DryRun: dryRun, Touched: len(ids)}
@@ -322,18 +307,4 @@ func (d *Director) Run(ctx context.Context, interval time.Duration) {
 		case <-t.C:
 		}
 	}
-}
-
-// liveBytes is what the process keeps: its live heap after the last
-// collection and its goroutine stacks.
-func liveBytes() int64 {
-	samples := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/heap/stacks:bytes"}}
-	metrics.Read(samples)
-	var n int64
-	for _, s := range samples {
-		if s.Value.Kind() == metrics.KindUint64 {
-			n += int64(s.Value.Uint64())
-		}
-	}
-	return n
 }

@@ -38,8 +38,6 @@ type Config struct {
 	Settings Settings
 	// BuildGC: see director.Config (0 leaves the collector alone).
 	BuildGC int
-	// BuildMemory: see director.Config.
-	BuildMemory int64
 	// ManifestTTL, RenewBefore: see director.Config. RefreshEvery: how
 	// often manifests close to their end are looked for.
 	ManifestTTL  time.Duration
@@ -126,7 +124,6 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 		Store: cfg.Store, Keys: dks, Trust: roots.Current, Checkers: cfg.Checkers, Secrets: secrets,
 		Clock: cfg.Clock, Log: cfg.Log.With("component", "director"),
 		ManifestTTL: cfg.ManifestTTL, RenewBefore: cfg.RenewBefore, Signed: hub.Signed, BuildGC: cfg.BuildGC,
-		BuildMemory: cfg.BuildMemory,
 	})
 	metrics := NewMetrics(nil)
 	c := &Controller{cfg: cfg, drain: make(chan struct{}), Director: d, CA: authority}
