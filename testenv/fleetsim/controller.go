@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -232,6 +233,74 @@ func (c *Controller) Do(ctx context.Context, method, path string, in, out any) e
 		return nil
 	}
 	return json.Unmarshal(b, out)
+}
+
+// Answers reads the controller's histogram of its own latency on manifest
+// requests (alize_manifest_answer_seconds, the time a long poll was held
+// left out) from /metrics: the cumulative count at each bucket's upper
+// bound, in seconds, the last bound +Inf.
+func (c *Controller) Answers(ctx context.Context) ([]Bucket, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL+api.PathMetrics, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out []Bucket
+	sc := bufio.NewScanner(resp.Body)
+	const prefix = `alize_manifest_answer_seconds_bucket{le="`
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), prefix)
+		if !ok {
+			continue
+		}
+		le, count, ok := strings.Cut(rest, `"} `)
+		if !ok {
+			return nil, fmt.Errorf("/metrics: %q", sc.Text())
+		}
+		b := Bucket{}
+		if b.Le, err = strconv.ParseFloat(le, 64); err == nil {
+			b.Count, err = strconv.ParseFloat(count, 64)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("/metrics: %q: %w", sc.Text(), err)
+		}
+		out = append(out, b)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		return nil, errors.New("/metrics: no alize_manifest_answer_seconds histogram")
+	}
+	return out, nil
+}
+
+// Bucket is a histogram bucket: how many observations were at most Le.
+type Bucket struct{ Le, Count float64 }
+
+// quantileBound returns the upper bound of the bucket holding quantile q
+// of what was observed between two readings of one histogram.
+func quantileBound(before, after []Bucket, q float64) (time.Duration, bool) {
+	if len(before) != len(after) || len(after) == 0 {
+		return 0, false
+	}
+	total := after[len(after)-1].Count - before[len(before)-1].Count
+	if total <= 0 {
+		return 0, false
+	}
+	for i := range after {
+		if after[i].Count-before[i].Count >= q*total {
+			if math.IsInf(after[i].Le, 1) {
+				return 0, false
+			}
+			return time.Duration(after[i].Le * float64(time.Second)), true
+		}
+	}
+	return 0, false
 }
 
 // CLI runs an operator command of the binary against this controller.

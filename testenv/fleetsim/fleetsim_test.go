@@ -37,6 +37,9 @@ func TestFleetSmall(t *testing.T) {
 	if res.Polls304 == 0 {
 		t.Errorf("no long poll ended without change during the steady phase")
 	}
+	if res.ControllerP99 == 0 {
+		t.Errorf("the controller's latency histogram (/metrics) was not read")
+	}
 	if res.RSSPeak == 0 {
 		t.Errorf("the controller's memory was not read")
 	}

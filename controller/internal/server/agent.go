@@ -229,10 +229,13 @@ func (s *srv) manifest(w http.ResponseWriter, r *http.Request, id string) error 
 		timeout = t.C
 	}
 	held := false
+	var heldFor time.Duration // time spent waiting, not working
+	start := time.Now()
 	defer func() {
 		if held {
 			s.Hub.hold(-1)
 		}
+		s.Metrics.answers.Observe((time.Since(start) - heldFor).Seconds())
 	}()
 	for {
 		var woken <-chan struct{}
@@ -265,14 +268,21 @@ func (s *srv) manifest(w http.ResponseWriter, r *http.Request, id string) error 
 			s.Hub.hold(1)
 			held = true
 		}
+		t0 := time.Now()
+		var end error
+		done := false
 		select {
 		case <-woken:
 		case <-timeout:
 			wait = 0 // answer what there is
 		case <-ctx.Done():
-			return nil
+			done = true
 		case <-s.Drain:
-			return unavailable("shutting down")
+			end, done = unavailable("shutting down"), true
+		}
+		heldFor += time.Since(t0)
+		if done {
+			return end
 		}
 	}
 }

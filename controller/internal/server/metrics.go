@@ -21,6 +21,7 @@ type Metrics struct {
 	handler      http.Handler
 	requests     *prometheus.CounterVec
 	durations    *prometheus.HistogramVec
+	answers      prometheus.Histogram
 	reports      *prometheus.CounterVec
 	certificates *prometheus.CounterVec
 }
@@ -41,6 +42,10 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 			Name: "alize_http_request_duration_seconds", Help: "Time to answer HTTP requests, by route (long polls included).",
 			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10, 60, 300},
 		}, []string{"route"}),
+		answers: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "alize_manifest_answer_seconds", Help: "Time to answer agents' manifest requests, the time a long poll was held left out: the controller's own latency.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .25, 1},
+		}),
 		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alize_reports_total", Help: "Agent reports stored (duplicates left out), by outcome.",
 		}, []string{"outcome"}),
@@ -48,7 +53,7 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 			Name: "alize_certificates_issued_total", Help: "Client certificates issued, by how: enroll, renew, renew_expired.",
 		}, []string{"how"}),
 	}
-	reg.MustRegister(m.requests, m.durations, m.reports, m.certificates)
+	reg.MustRegister(m.requests, m.durations, m.answers, m.reports, m.certificates)
 	m.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 	return m
 }
