@@ -108,11 +108,14 @@ $ALIZE_DATABASE) gives a PostgreSQL URL, for several replicas.`,
 // allocates little. Go's default (100) lets the heap grow by as much
 // again as the live data and the stacks together before it collects,
 // which took a controller of 17,000 agents to 1,042 MiB; at 50, 891 MiB
-// for the same CPU. A build of many manifests (a fleet change) allocates
-// much and keeps little: while it runs, the collector lets the heap grow
-// to 5× the live data (director.Config.BuildGC), which spends a quarter
-// less CPU on a fleet-wide change. A soft memory limit (memoryBudget)
-// bounds both.
+// for the same CPU (testenv/fleetsim, SQLite). A build of many manifests
+// (a fleet change) allocates much and keeps little: while it runs, the
+// collector lets the heap grow to 5× the live data
+// (director.Config.BuildGC), which spends a quarter less CPU on a
+// fleet-wide change. A soft memory limit (memoryBudget) bounds both: it
+// kept that controller under 1 GiB through a fleet change, for more
+// collections while it lives close to it (steady CPU 24.7 s per 70 s
+// against 17.6 s on SQLite, 18 s on PostgreSQL).
 const (
 	steadyGC = 50
 	buildGC  = 400

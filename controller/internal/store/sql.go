@@ -168,12 +168,12 @@ func (s *sqlStore) Migrations(ctx context.Context) ([]int, error) {
 	return vs, rows.Err()
 }
 
-// query runs a read and scans each row with scan.
 // querier is a *sql.DB or a *sql.Tx.
 type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
+// query runs a read and scans each row with scan.
 func query[T any](ctx context.Context, db querier, what string, scan func(*sql.Rows) (T, error), q string, args ...any) ([]T, error) {
 	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
