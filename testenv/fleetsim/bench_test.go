@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"runtime/debug"
 	"strconv"
 	"testing"
 	"time"
@@ -44,14 +43,6 @@ func BenchmarkFleet17000(b *testing.B) {
 		Log: func(format string, args ...any) {
 			fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+format+"\n", args...)
 		}}
-	// The 17,000 agents share this process's collector: each of its
-	// cycles, over a 1.6 GiB heap, delays all of them at once, which no
-	// real agent sees (each has its own). A collector that runs a fifth
-	// as often keeps that out of the agents' latencies. The controller,
-	// its own process, keeps its own settings.
-	if os.Getenv("GOGC") == "" {
-		defer debug.SetGCPercent(debug.SetGCPercent(400))
-	}
 	for _, store := range []string{"sqlite", "postgres"} {
 		b.Run(store, func(b *testing.B) {
 			for b.Loop() {
