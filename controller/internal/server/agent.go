@@ -269,20 +269,16 @@ func (s *srv) manifest(w http.ResponseWriter, r *http.Request, id string) error 
 			held = true
 		}
 		t0 := time.Now()
-		var end error
-		done := false
 		select {
 		case <-woken:
 		case <-timeout:
 			wait = 0 // answer what there is
 		case <-ctx.Done():
-			done = true
-		case <-s.Drain:
-			end, done = unavailable("shutting down"), true
+		case <-s.Drain: // the next turn answers with a retry hint
 		}
 		heldFor += time.Since(t0)
-		if done {
-			return end
+		if ctx.Err() != nil {
+			return nil
 		}
 	}
 }

@@ -21,7 +21,6 @@ type Hub struct {
 	cache   map[string]manifestMeta
 	holding int    // long polls held now
 	gen     uint64 // grows at every Wake: a cache fill that saw it move is dropped
-	handed  int    // cache entries holding an envelope
 }
 
 type manifestMeta struct {
@@ -59,9 +58,6 @@ func (h *Hub) Wake(ids []string) {
 	defer h.mu.Unlock()
 	h.gen++
 	for _, id := range ids {
-		if h.cache[id].envelope != nil {
-			h.handed--
-		}
 		delete(h.cache, id)
 		if ch, ok := h.waiters[id]; ok {
 			close(ch)
@@ -85,13 +81,9 @@ func (h *Hub) Signed(ms []store.Manifest) {
 		if ok && old.found && old.serial > m.Serial {
 			continue
 		}
-		if old.envelope != nil {
-			h.handed--
-		}
 		meta := manifestMeta{found: true, serial: m.Serial, etag: m.Digest, blobs: m.Blobs}
 		if ch, ok := h.waiters[id]; ok {
 			meta.envelope, meta.signed = m.Envelope, now
-			h.handed++
 			close(ch)
 			delete(h.waiters, id)
 		}
@@ -111,7 +103,6 @@ func (h *Hub) take(id, etag string) []byte {
 	env := m.envelope
 	m.envelope = nil
 	h.cache[id] = m
-	h.handed--
 	return env
 }
 
@@ -120,16 +111,25 @@ func (h *Hub) take(id, etag string) []byte {
 func (h *Hub) drop(t time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.handed == 0 {
-		return
-	}
 	for id, m := range h.cache {
 		if m.envelope != nil && m.signed.Before(t) {
 			m.envelope = nil
 			h.cache[id] = m
-			h.handed--
 		}
 	}
+}
+
+// handed counts the envelopes handed over and not taken yet.
+func (h *Hub) handed() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, m := range h.cache {
+		if m.envelope != nil {
+			n++
+		}
+	}
+	return n
 }
 
 // WakeAll forgets every cached manifest and wakes every long poll.
@@ -138,7 +138,6 @@ func (h *Hub) WakeAll() {
 	defer h.mu.Unlock()
 	h.gen++
 	clear(h.cache)
-	h.handed = 0
 	for id, ch := range h.waiters {
 		close(ch)
 		delete(h.waiters, id)

@@ -56,18 +56,18 @@ func TestHubHandsSignedManifests(t *testing.T) {
 	h.watch("c")
 	h.Signed([]store.Manifest{{ServerID: "c", Serial: 1, Digest: "dc1", Envelope: []byte("envelope c1")}})
 	h.drop(time.Now().Add(-time.Minute))
-	if h.handed != 1 {
-		t.Fatalf("%d envelopes handed before drop, want 1", h.handed)
+	if h.handed() != 1 {
+		t.Fatalf("%d envelopes handed before drop, want 1", h.handed())
 	}
 	h.drop(time.Now().Add(time.Second))
-	if got := h.take("c", "dc1"); got != nil || h.handed != 0 {
-		t.Errorf("after drop, take(c) = %q and %d handed; want nil and 0", got, h.handed)
+	if got := h.take("c", "dc1"); got != nil || h.handed() != 0 {
+		t.Errorf("after drop, take(c) = %q and %d handed; want nil and 0", got, h.handed())
 	}
 	// A wake from another replica forgets what was cached.
 	h.watch("a")
 	h.Signed([]store.Manifest{{ServerID: "a", Serial: 3, Digest: "da3", Envelope: []byte("envelope a3")}})
 	h.Wake([]string{"a"})
-	if _, cached := h.cache["a"]; cached || h.handed != 0 {
-		t.Errorf("after Wake(a): a cached %v, %d handed; want false and 0", cached, h.handed)
+	if _, cached := h.cache["a"]; cached || h.handed() != 0 {
+		t.Errorf("after Wake(a): a cached %v, %d handed; want false and 0", cached, h.handed())
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -166,7 +165,7 @@ func addReports(ctx context.Context, tx *sql.Tx, batch []*reportReq) ([]bool, er
 		fresh[k] = true
 	}
 	dups := make([]bool, len(batch))
-	var servers []string
+	updated := map[string]bool{}
 	keeps := map[int][]string{}
 	for i, req := range batch {
 		r := req.r
@@ -194,8 +193,8 @@ func addReports(ctx context.Context, tx *sql.Tx, batch []*reportReq) ([]bool, er
 			WHERE id = $1`, r.ServerID, r.ID, us(r.Finished), int64(r.Serial), r.Outcome, r.Refusal, jsonText(r.Facts), applied); err != nil {
 			return nil, err
 		}
-		if !slices.Contains(servers, r.ServerID) {
-			servers = append(servers, r.ServerID)
+		if !updated[r.ServerID] {
+			updated[r.ServerID] = true
 			keeps[req.keep] = append(keeps[req.keep], r.ServerID)
 		}
 	}

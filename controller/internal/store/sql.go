@@ -503,40 +503,15 @@ func (s *sqlStore) commit(ctx context.Context, tx *sql.Tx, b *Batch) error {
 			return err
 		}
 	}
-	// A manifest that follows the stored one (serial + 1) is written with
-	// others, many to a statement; any other, alone.
-	var next []Manifest
+	// Manifests are written many to a statement.
 	for _, m := range b.Manifests {
-		if m.Serial == m.PrevSerial+1 {
-			next = append(next, m)
+		if m.Serial != m.PrevSerial+1 {
+			return fmt.Errorf("store: manifest of %s: serial %d does not follow %d", m.ServerID, m.Serial, m.PrevSerial)
 		}
 	}
-	for chunk := range slices.Chunk(next, manifestChunk) {
+	for chunk := range slices.Chunk(b.Manifests, manifestChunk) {
 		if err := writeNextManifests(ctx, tx, chunk); err != nil {
 			return err
-		}
-	}
-	for _, m := range b.Manifests {
-		if m.Serial == m.PrevSerial+1 {
-			continue
-		}
-		what := "manifest of " + m.ServerID
-		args := []any{m.ServerID, int64(m.Serial), m.Digest, m.Envelope, us(m.Issued), us(m.Expires), m.Inputs,
-			jsonText(orEmpty(m.Modules)), jsonText(orEmpty(m.Blobs)), jsonText(orEmpty(m.Secrets))}
-		if m.PrevSerial == 0 {
-			if _, err := exec(ctx, tx, what, `INSERT INTO manifests (server_id, serial, digest, envelope, issued, expires, inputs, modules, blobs, secrets)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, args...); err != nil {
-				return err
-			}
-			continue
-		}
-		n, err := exec(ctx, tx, what, `UPDATE manifests SET serial = $2, digest = $3, envelope = $4, issued = $5, expires = $6, inputs = $7,
-			modules = $8, blobs = $9, secrets = $10 WHERE server_id = $1 AND serial = $11`, append(args, int64(m.PrevSerial))...)
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return fmt.Errorf("store: %s: serial is no longer %d: %w", what, m.PrevSerial, ErrConflict)
 		}
 	}
 	for _, id := range sortedKeys(b.CompileErrors) {

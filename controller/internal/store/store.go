@@ -296,7 +296,8 @@ type Manifest struct {
 	Blobs   []string         `json:"blobs,omitempty"` // digests
 	Secrets []SecretState    `json:"secrets,omitempty"`
 	// PrevSerial, on write, is the serial the row must still have
-	// (0: no row yet), else Commit fails with ErrConflict.
+	// (0: no row yet), else Commit fails with ErrConflict. Serial must be
+	// PrevSerial + 1.
 	PrevSerial uint64 `json:"-"`
 }
 
